@@ -1,0 +1,1 @@
+"""Data: tokenizers, datasets and generated algorithmic tasks."""

@@ -1,0 +1,1 @@
+"""tf.distribute helpers and the multi-worker training path."""

@@ -1,0 +1,1 @@
+"""Decoding over a KV cache: greedy, beam search, sampling."""

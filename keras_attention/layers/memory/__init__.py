@@ -1,0 +1,3 @@
+"""Neural Turing Machine and Differentiable Neural Computer memory cells."""
+
+__all__ = []

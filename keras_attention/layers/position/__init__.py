@@ -1,0 +1,3 @@
+"""Positional encodings: sinusoidal, learned, rotary, relative bias, ALiBi."""
+
+__all__ = []

@@ -1,0 +1,3 @@
+"""Transformer building blocks: feed-forward, encoder and decoder blocks."""
+
+__all__ = []

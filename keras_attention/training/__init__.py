@@ -1,0 +1,1 @@
+"""Training recipe: schedules, masked losses and metrics, callbacks, BLEU."""

@@ -1,0 +1,1 @@
+"""keras-tuner HyperModels for attention and memory models."""

@@ -1,0 +1,1 @@
+"""Small shared helpers for layers and models (argument validation)."""
