@@ -1,0 +1,94 @@
+"""Meta-tests: every public layer is harness-tested, documented and registered."""
+
+import inspect
+import pathlib
+import re
+
+import keras
+import pytest
+
+import api_inventory
+
+TESTS_DIR = pathlib.Path(__file__).parent
+LAYERS = api_inventory.public_layers()
+HARNESS_CALL = re.compile(r"run_layer_test\(\s*(?:[\w.]+\.)?(\w+)\s*,")
+
+
+def _harness_tested_names():
+    names = set()
+    for path in TESTS_DIR.rglob("test_*.py"):
+        names.update(HARNESS_CALL.findall(path.read_text()))
+    return names
+
+
+def _snake(name):
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
+
+
+def test_the_package_exposes_layers():
+    assert len(LAYERS) > 0
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
+def test_layer_has_a_harness_test(layer_cls):
+    assert layer_cls.__name__ in _harness_tested_names(), (
+        f"no test calls run_layer_test({layer_cls.__name__}, ...)"
+    )
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
+def test_docstring_args_match_constructor(layer_cls):
+    params = [
+        p
+        for p in inspect.signature(layer_cls.__init__).parameters
+        if p not in ("self", "kwargs")
+    ]
+    documented = api_inventory.documented_args(layer_cls.__doc__)
+    assert documented is not None, f"{layer_cls.__name__} has no Args: section"
+    assert documented == params, (
+        f"{layer_cls.__name__} docstring Args {documented} != constructor {params}"
+    )
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
+def test_docstring_sections(layer_cls):
+    doc = layer_cls.__doc__
+    for header in ("Example:", "References:"):
+        assert api_inventory.docstring_section(doc, header) is not None, (
+            f"{layer_cls.__name__} docstring has no {header} section"
+        )
+    assert api_inventory.example_blocks(doc), f"{layer_cls.__name__}: no code example"
+
+
+@pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
+def test_layer_is_registered_and_in_its_own_file(layer_cls):
+    registered = keras.saving.get_registered_name(layer_cls)
+    assert registered == f"keras_attention>{layer_cls.__name__}"
+    source = pathlib.Path(inspect.getsourcefile(layer_cls)).name
+    assert source == f"{_snake(layer_cls.__name__)}.py", (
+        f"{layer_cls.__name__} lives in {source}"
+    )
+
+
+def test_harness_grep_finds_calls():
+    """The regex the meta-test relies on recognises both call layouts."""
+    text = "run_layer_test(\n        layers.FooBar,\n  {})\nrun_layer_test(Baz, {})"
+    assert HARNESS_CALL.findall(text) == ["FooBar", "Baz"]
+
+
+def test_docstring_parsers_on_a_known_docstring():
+    doc = '''Summary.
+
+    Args:
+        alpha: first.
+            continued.
+        beta: second.
+
+    Example:
+
+    ```python
+    x = 1
+    ```
+    '''
+    assert api_inventory.documented_args(doc) == ["alpha", "beta"]
+    assert api_inventory.example_blocks(doc) == ["x = 1"]
