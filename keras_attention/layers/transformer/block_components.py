@@ -1,0 +1,111 @@
+"""Shared construction of the parts of Transformer blocks.
+
+One place decides, for both the encoder and the decoder block, how a
+normalization layer, an attention kernel and a positional scheme are built,
+so a new attention kernel or positional scheme plugs into every block by a
+registry entry instead of a new block class.
+"""
+
+import keras
+
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.position import ALiBiBias
+from keras_attention.layers.position import RelativePositionBias
+from keras_attention.layers.position import RotaryEmbedding
+from keras_attention.utils.validation import check_one_of
+
+NORMALIZATIONS = ("layer_norm", "rms_norm")
+POSITION_SCHEMES = (None, "rotary", "relative", "alibi")
+
+# name -> attention layer class. Every class takes the constructor arguments
+# of `MultiHeadAttention` used below and is called like it.
+ATTENTION_KERNELS = {"dot_product": MultiHeadAttention}
+
+
+def register_attention_kernel(name, layer_cls):
+    """Make `layer_cls` selectable as `attention_kernel=name` in the blocks.
+
+    Args:
+        name: the kernel name.
+        layer_cls: an attention layer class taking `num_heads`, `key_dim`,
+            `num_key_value_heads`, `dropout`, `rotary_embedding`,
+            `kernel_initializer`, `bias_initializer` (plus `**kwargs`), called
+            like `MultiHeadAttention`.
+    """
+    ATTENTION_KERNELS[name] = layer_cls
+
+
+def check_block_arguments(normalization, position_scheme, attention_kernel):
+    """Validate the block options chosen by name."""
+    check_one_of(normalization, "normalization", NORMALIZATIONS)
+    if position_scheme not in POSITION_SCHEMES:
+        raise ValueError(
+            "Received an invalid value for argument `position_scheme`, "
+            f"expected one of {list(POSITION_SCHEMES)}. Received: "
+            f"position_scheme={position_scheme!r}"
+        )
+    check_one_of(attention_kernel, "attention_kernel", tuple(ATTENTION_KERNELS))
+
+
+def make_norm(normalization, epsilon, dtype, name):
+    """A LayerNormalization or RMSNormalization sub-layer."""
+    if normalization == "rms_norm":
+        return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
+    return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+
+
+def resolve_key_dim(key_dim, hidden_dim, num_heads):
+    """`key_dim`, or `hidden_dim // num_heads` when it divides exactly."""
+    if key_dim is not None:
+        return key_dim
+    if hidden_dim % num_heads != 0:
+        raise ValueError(
+            "Received an invalid value for argument `hidden_dim`, expected a "
+            f"multiple of `num_heads`={num_heads} (or pass `key_dim`). "
+            f"Received: hidden_dim={hidden_dim}"
+        )
+    return hidden_dim // num_heads
+
+
+def make_attention(
+    kernel,
+    num_heads,
+    key_dim,
+    num_key_value_heads,
+    dropout,
+    use_rotary,
+    kernel_initializer,
+    bias_initializer,
+    dtype,
+    name,
+):
+    """Build the attention sub-layer for `kernel`."""
+    return ATTENTION_KERNELS[kernel](
+        num_heads=num_heads,
+        key_dim=key_dim,
+        num_key_value_heads=num_key_value_heads,
+        dropout=dropout,
+        rotary_embedding=RotaryEmbedding() if use_rotary else None,
+        kernel_initializer=keras.initializers.serialize(kernel_initializer),
+        bias_initializer=keras.initializers.serialize(bias_initializer),
+        dtype=dtype,
+        name=name,
+    )
+
+
+def make_position_bias(position_scheme, num_heads, bidirectional, dtype, name):
+    """The additive position-bias sub-layer, or `None`."""
+    if position_scheme == "relative":
+        return RelativePositionBias(
+            num_heads=num_heads, bidirectional=bidirectional, dtype=dtype, name=name
+        )
+    if position_scheme == "alibi":
+        return ALiBiBias(num_heads=num_heads, dtype=dtype, name=name)
+    return None
+
+
+def serialize_activation(activation):
+    """A config entry for an activation given by name or as a callable."""
+    if isinstance(activation, str):
+        return activation
+    return keras.activations.serialize(keras.activations.get(activation))

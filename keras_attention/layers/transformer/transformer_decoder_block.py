@@ -1,0 +1,436 @@
+"""Transformer decoder block: causal self-attention, cross-attention, FFN."""
+
+import keras
+
+from keras_attention.layers.transformer import block_components as parts
+from keras_attention.layers.transformer.block_components import serialize_activation
+from keras_attention.layers.transformer.feed_forward import FeedForward
+from keras_attention.utils.validation import check_bool
+from keras_attention.utils.validation import check_positive_float
+from keras_attention.utils.validation import check_positive_int
+from keras_attention.utils.validation import check_rate
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class TransformerDecoderBlock(keras.layers.Layer):
+    """Transformer decoder block (Vaswani et al. 2017, section 3.1).
+
+    Causal multi-head self-attention, then (when the block is built with an
+    encoder sequence) cross-attention over the encoder output, then a
+    position-wise feed-forward network; each sub-layer has a residual
+    connection, residual dropout and normalization (post-LN as in the paper,
+    or pre-LN with `norm_first=True`). Built without `encoder_sequence` it is
+    a GPT-style decoder-only block.
+
+    Incremental decoding uses KV caches: `self_attention_cache` (written at
+    `cache_index`) and `cross_attention_cache` (the projected encoder output,
+    see `compute_cross_attention_cache`). Create empty self-attention caches
+    with `get_initial_cache`.
+
+    Shape letters: B batch, T decoder length, S encoder length, E hidden size,
+    H heads, S_max cache length.
+
+    Args:
+        num_heads: number of attention heads H.
+        intermediate_dim: width of the feed-forward hidden layer.
+        key_dim: size of each attention head; defaults to `E // num_heads`.
+        num_key_value_heads: key/value heads for grouped-query attention;
+            defaults to `num_heads`.
+        dropout: residual dropout rate on each sub-layer output, in [0, 1).
+        attention_dropout: dropout rate on attention weights; defaults to
+            `dropout` when `None`.
+        activation: feed-forward activation (see `FeedForward`).
+        norm_first: pre-LN when `True`, the paper's post-LN when `False`.
+        layer_norm_epsilon: epsilon of the normalization layers.
+        normalization: `"layer_norm"` or `"rms_norm"`.
+        position_scheme: `None`, `"rotary"`, `"relative"` (causal T5 buckets)
+            or `"alibi"`, applied in self-attention.
+        attention_kernel: name of the attention kernel, `"dot_product"` by
+            default.
+        kernel_initializer: initializer of all projection kernels.
+        bias_initializer: initializer of all projection biases.
+
+    Call arguments:
+        decoder_sequence: `(B, T, E)` tensor.
+        encoder_sequence: `(B, S, E)` encoder output; required when the block
+            has cross-attention.
+        decoder_padding_mask: optional `(B, T)` mask (`(B, S_max)` over the
+            cache positions when decoding with a cache). Defaults to the
+            implicit Keras mask of `decoder_sequence`.
+        decoder_attention_mask: optional `(B, T, T)` (or `(B, T, S_max)`)
+            self-attention mask.
+        encoder_padding_mask: optional `(B, S)` mask. Defaults to the
+            implicit Keras mask of `encoder_sequence`.
+        encoder_attention_mask: optional `(B, T, S)` cross-attention mask.
+        self_attention_cache: optional `(key_cache, value_cache)` tuple.
+        cross_attention_cache: optional `(key_cache, value_cache)` tuple of
+            the projected encoder output.
+        cache_index: position of the first new token in the self-attention
+            cache (int or scalar tensor).
+        use_causal_mask: whether self-attention is causal (default `True`).
+        return_attention_scores: whether to also return a dict of attention
+            weights, `{"self_attention": (B, H, T, T or S_max),
+            "cross_attention": (B, H, T, S)}`.
+        training: whether dropout is active.
+
+    Returns:
+        `output` `(B, T, E)`; with `return_attention_scores` a tuple
+        `(output, scores)`; with caches the updated caches follow:
+        `(output[, scores], self_attention_cache[, cross_attention_cache])`.
+
+    Raises:
+        ValueError: on invalid arguments, or when a block with
+            cross-attention is called without `encoder_sequence`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers import TransformerDecoderBlock
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32)
+    target = np.random.rand(2, 5, 16).astype("float32")
+    source = np.random.rand(2, 7, 16).astype("float32")
+    y = block(target, source)
+    tuple(y.shape)  # (2, 5, 16)
+    ```
+
+    References:
+        Vaswani et al., 2017, "Attention Is All You Need", section 3.1.
+        Radford et al., 2018, "Improving Language Understanding by Generative
+        Pre-Training" (decoder-only).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        key_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        attention_dropout=None,
+        activation="relu",
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        normalization="layer_norm",
+        position_scheme=None,
+        attention_kernel="dot_product",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.num_heads = check_positive_int(num_heads, "num_heads")
+        self.intermediate_dim = check_positive_int(intermediate_dim, "intermediate_dim")
+        self.key_dim = check_positive_int(key_dim, "key_dim", allow_none=True)
+        self.num_key_value_heads = check_positive_int(
+            num_key_value_heads, "num_key_value_heads", allow_none=True
+        )
+        self.dropout = check_rate(dropout, "dropout")
+        self.attention_dropout = (
+            None
+            if attention_dropout is None
+            else check_rate(attention_dropout, "attention_dropout")
+        )
+        self.activation = activation
+        self.norm_first = check_bool(norm_first, "norm_first")
+        self.layer_norm_epsilon = check_positive_float(
+            layer_norm_epsilon, "layer_norm_epsilon"
+        )
+        parts.check_block_arguments(normalization, position_scheme, attention_kernel)
+        self.normalization = normalization
+        self.position_scheme = position_scheme
+        self.attention_kernel = attention_kernel
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        FeedForward(intermediate_dim=self.intermediate_dim, activation=activation)
+        self.supports_masking = True
+        self.cross_attention = None
+
+    def _attention(self, key_dim, use_rotary, name):
+        dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
+        return parts.make_attention(
+            self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
+            dropout, use_rotary, self.kernel_initializer, self.bias_initializer,
+            self.dtype_policy, name,
+        )
+
+    def _norm(self, name, shape):
+        norm = parts.make_norm(
+            self.normalization, self.layer_norm_epsilon, self.dtype_policy, name
+        )
+        norm.build(shape)
+        return norm
+
+    def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        shape = tuple(decoder_sequence_shape)
+        if len(shape) != 3 or shape[-1] is None:
+            raise ValueError(
+                "Received an invalid value for argument `decoder_sequence`, "
+                "expected a rank-3 tensor (batch, length, hidden_dim) with a "
+                f"known last axis. Received: decoder_sequence.shape={shape}"
+            )
+        hidden_dim = shape[-1]
+        key_dim = parts.resolve_key_dim(self.key_dim, hidden_dim, self.num_heads)
+        dtype = self.dtype_policy
+
+        self.self_attention_layer_norm = self._norm("self_attention_layer_norm", shape)
+        self.self_attention = self._attention(
+            key_dim, self.position_scheme == "rotary", "self_attention"
+        )
+        self.self_attention.build(shape, shape)
+        self.position_bias = parts.make_position_bias(
+            self.position_scheme, self.num_heads, False, dtype, "position_bias"
+        )
+        if self.position_bias is not None and not self.position_bias.built:
+            self.position_bias.build(shape, shape)
+        self.self_attention_dropout = keras.layers.Dropout(
+            self.dropout, dtype=dtype, name="self_attention_dropout"
+        )
+
+        if encoder_sequence_shape is not None:
+            encoder_shape = tuple(encoder_sequence_shape)
+            if len(encoder_shape) != 3 or encoder_shape[-1] is None:
+                raise ValueError(
+                    "Received an invalid value for argument `encoder_sequence`, "
+                    "expected a rank-3 tensor (batch, length, features) with a "
+                    f"known last axis. Received: encoder_sequence.shape={encoder_shape}"
+                )
+            self.cross_attention_layer_norm = self._norm(
+                "cross_attention_layer_norm", shape
+            )
+            self.cross_attention = self._attention(key_dim, False, "cross_attention")
+            self.cross_attention.build(shape, encoder_shape)
+            self.cross_attention_dropout = keras.layers.Dropout(
+                self.dropout, dtype=dtype, name="cross_attention_dropout"
+            )
+
+        self.feedforward_layer_norm = self._norm("feedforward_layer_norm", shape)
+        self.feedforward = FeedForward(
+            intermediate_dim=self.intermediate_dim,
+            activation=self.activation,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+            dtype=dtype,
+            name="feedforward",
+        )
+        self.feedforward.build(shape)
+        self.feedforward_dropout = keras.layers.Dropout(
+            self.dropout, dtype=dtype, name="feedforward_dropout"
+        )
+        self.built = True
+
+    def get_initial_cache(self, batch_size, max_length, dtype=None):
+        """An empty self-attention cache `(key_cache, value_cache)`.
+
+        Args:
+            batch_size: B.
+            max_length: S_max, the longest sequence the cache holds.
+            dtype: cache dtype; defaults to the compute dtype.
+        """
+        return self.self_attention.get_initial_cache(batch_size, max_length, dtype)
+
+    def compute_cross_attention_cache(self, encoder_sequence):
+        """Project the encoder output once for cached cross-attention.
+
+        Args:
+            encoder_sequence: `(B, S, E)` encoder output.
+        """
+        if self.cross_attention is None:
+            raise ValueError(
+                "Received an invalid call to `compute_cross_attention_cache`, "
+                "expected a block built with an `encoder_sequence`. Received: "
+                "a decoder-only block"
+            )
+        return self.cross_attention.compute_cross_attention_cache(encoder_sequence)
+
+    def _residual(self, x, sublayer, norm, dropout, training):
+        residual = x
+        if self.norm_first:
+            x = norm(x)
+        x, extra = sublayer(x)
+        x = dropout(x, training=training)
+        x = x + residual
+        if not self.norm_first:
+            x = norm(x)
+        return x, extra
+
+    def call(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        decoder_padding_mask=None,
+        decoder_attention_mask=None,
+        encoder_padding_mask=None,
+        encoder_attention_mask=None,
+        self_attention_cache=None,
+        cross_attention_cache=None,
+        cache_index=None,
+        use_causal_mask=True,
+        return_attention_scores=False,
+        training=None,
+        decoder_sequence_mask=None,
+        encoder_sequence_mask=None,
+        mask=None,
+    ):
+        if self.cross_attention is not None and encoder_sequence is None:
+            raise ValueError(
+                "Received an invalid value for argument `encoder_sequence`, "
+                "expected the encoder output for a block built with "
+                "cross-attention. Received: encoder_sequence=None"
+            )
+        if decoder_padding_mask is None:
+            decoder_padding_mask = (
+                decoder_sequence_mask if decoder_sequence_mask is not None else mask
+            )
+        if encoder_padding_mask is None:
+            encoder_padding_mask = encoder_sequence_mask
+        cached = self_attention_cache is not None
+        scores = {}
+
+        bias = None
+        if self.position_bias is not None:
+            keys = self_attention_cache[0] if cached else decoder_sequence
+            start = 0 if cache_index is None else cache_index
+            bias = self.position_bias(decoder_sequence, keys, start_index=start)
+
+        def self_attend(x):
+            result = self.self_attention(
+                x,
+                x,
+                query_mask=None if cached else decoder_padding_mask,
+                value_mask=decoder_padding_mask,
+                attention_mask=decoder_attention_mask,
+                use_causal_mask=use_causal_mask,
+                return_attention_scores=return_attention_scores,
+                attention_bias=bias,
+                cache=self_attention_cache,
+                cache_index=cache_index,
+                training=training,
+            )
+            return self._split(result, return_attention_scores, cached)
+
+        x, (self_scores, new_self_cache) = self._residual(
+            decoder_sequence, self_attend, self.self_attention_layer_norm,
+            self.self_attention_dropout, training,
+        )
+        if return_attention_scores:
+            scores["self_attention"] = self_scores
+
+        new_cross_cache = None
+        if self.cross_attention is not None:
+            cross_cached = cross_attention_cache is not None
+
+            def cross_attend(h):
+                result = self.cross_attention(
+                    h,
+                    encoder_sequence,
+                    query_mask=None if cached else decoder_padding_mask,
+                    value_mask=encoder_padding_mask,
+                    attention_mask=encoder_attention_mask,
+                    return_attention_scores=return_attention_scores,
+                    cache=cross_attention_cache,
+                    training=training,
+                )
+                return self._split(result, return_attention_scores, cross_cached)
+
+            x, (cross_scores, new_cross_cache) = self._residual(
+                x, cross_attend, self.cross_attention_layer_norm,
+                self.cross_attention_dropout, training,
+            )
+            if return_attention_scores:
+                scores["cross_attention"] = cross_scores
+
+        x, _ = self._residual(
+            x,
+            lambda h: (self.feedforward(h, training=training), None),
+            self.feedforward_layer_norm,
+            self.feedforward_dropout,
+            training,
+        )
+        outputs = (x,)
+        if return_attention_scores:
+            outputs += (scores,)
+        if cached:
+            outputs += (new_self_cache,)
+            if cross_attention_cache is not None:
+                outputs += (new_cross_cache,)
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    @staticmethod
+    def _split(result, with_scores, with_cache):
+        """(output, (scores or None, cache or None)) from an attention call."""
+        if not isinstance(result, tuple):
+            return result, (None, None)
+        output, rest = result[0], list(result[1:])
+        scores = rest.pop(0) if with_scores else None
+        cache = rest.pop(0) if with_cache else None
+        return output, (scores, cache)
+
+    def compute_mask(self, decoder_sequence, mask=None):
+        return mask
+
+    def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
+        return tuple(decoder_sequence_shape)
+
+    def compute_output_spec(
+        self,
+        decoder_sequence,
+        encoder_sequence=None,
+        self_attention_cache=None,
+        cross_attention_cache=None,
+        return_attention_scores=False,
+        **kwargs,
+    ):
+        dtype = self.compute_dtype
+        output = keras.KerasTensor(decoder_sequence.shape, dtype=dtype)
+        outputs = (output,)
+        batch, length = decoder_sequence.shape[:2]
+        if return_attention_scores:
+            self_length = (
+                self_attention_cache[0].shape[1]
+                if self_attention_cache is not None
+                else length
+            )
+            scores = {
+                "self_attention": keras.KerasTensor(
+                    (batch, self.num_heads, length, self_length), dtype=dtype
+                )
+            }
+            if encoder_sequence is not None:
+                scores["cross_attention"] = keras.KerasTensor(
+                    (batch, self.num_heads, length, encoder_sequence.shape[1]),
+                    dtype=dtype,
+                )
+            outputs += (scores,)
+        for cache in (self_attention_cache, cross_attention_cache):
+            if cache is not None and self_attention_cache is not None:
+                outputs += (
+                    tuple(keras.KerasTensor(c.shape, dtype=dtype) for c in cache),
+                )
+        return outputs[0] if len(outputs) == 1 else outputs
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "intermediate_dim": self.intermediate_dim,
+                "key_dim": self.key_dim,
+                "num_key_value_heads": self.num_key_value_heads,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "activation": serialize_activation(self.activation),
+                "norm_first": self.norm_first,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "normalization": self.normalization,
+                "position_scheme": self.position_scheme,
+                "attention_kernel": self.attention_kernel,
+                "kernel_initializer": keras.initializers.serialize(
+                    self.kernel_initializer
+                ),
+                "bias_initializer": keras.initializers.serialize(
+                    self.bias_initializer
+                ),
+            }
+        )
+        return config
