@@ -1,6 +1,6 @@
 """Positional encodings: sinusoidal, learned, rotary, relative bias, ALiBi."""
 
-from keras_attention.layers.position.a_li_bi_bias import ALiBiBias
+from keras_attention.layers.position.alibi_bias import ALiBiBias
 from keras_attention.layers.position.position_embedding import PositionEmbedding
 from keras_attention.layers.position.relative_position_bias import (
     RelativePositionBias,

@@ -104,7 +104,8 @@ class RotaryEmbedding(keras.layers.Layer):
         exponent = ops.arange(half, dtype="float32") * (2.0 / dim)  # (D/2,)
         theta = ops.exp(-math.log(self.max_wavelength) * exponent)  # (D/2,)
         angles = pos[:, None] * theta[None, :]  # (T, D/2)
-        angles = ops.reshape(angles, (1, -1) + (1,) * (rank - 3) + (half,))  # (1, T, 1.., D/2)
+        middle = (1,) * (rank - 3)  # one axis per head-like axis
+        angles = ops.reshape(angles, (1, -1, *middle, half))  # (1, T, 1.., D/2)
         cos = ops.cast(ops.cos(angles), self.compute_dtype)
         sin = ops.cast(ops.sin(angles), self.compute_dtype)
         x = ops.cast(inputs, self.compute_dtype)

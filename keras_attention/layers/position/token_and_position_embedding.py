@@ -154,7 +154,9 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         tokens = self.token_embedding(inputs)  # (B, T, D)
         if self.scale_embeddings:
             tokens = tokens * ops.cast(math.sqrt(self.embedding_dim), tokens.dtype)
-        positions = self.position_embedding(tokens, start_index=start_index)  # (B, T, D)
+        positions = self.position_embedding(
+            tokens, start_index=start_index
+        )  # (B, T, D)
         return tokens + positions
 
     def compute_mask(self, inputs, mask=None):
