@@ -13,3 +13,4 @@ __version__ = "0.1.0"
 
 from keras_attention import layers  # noqa: E402,F401
 from keras_attention import ops  # noqa: E402,F401
+from keras_attention import training  # noqa: E402,F401

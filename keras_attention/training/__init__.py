@@ -1,5 +1,6 @@
 """Training recipe: schedules, masked losses and metrics, callbacks, BLEU."""
 
+from keras_attention.training.bits_error import BitErrorsPerSequence
 from keras_attention.training.bleu import BleuCallback
 from keras_attention.training.bleu import corpus_bleu
 from keras_attention.training.checkpoint_averaging import CheckpointAveraging
@@ -9,6 +10,7 @@ from keras_attention.training.metrics import MaskedAccuracy
 from keras_attention.training.schedules import TransformerSchedule
 
 __all__ = [
+    "BitErrorsPerSequence",
     "BleuCallback",
     "CheckpointAveraging",
     "MaskedAccuracy",

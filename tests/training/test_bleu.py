@@ -43,7 +43,9 @@ def test_corpus_level_counts_are_pooled_not_averaged():
     expected = _bleu([5 + 4, 3 + 3, 2 + 2, 1 + 1], [6 + 4, 5 + 3, 4 + 2, 3 + 1], 10, 12)
     got = corpus_bleu(hyps, refs)
     assert got == pytest.approx(expected, rel=1e-9)
-    sentence_mean = (corpus_bleu(hyps[:1], refs[:1]) + corpus_bleu(hyps[1:], refs[1:])) / 2
+    sentence_mean = (
+        corpus_bleu(hyps[:1], refs[:1]) + corpus_bleu(hyps[1:], refs[1:])
+    ) / 2
     assert abs(got - sentence_mean) > 0.5  # 56.39 pooled vs 57.19 averaged
 
 
@@ -98,7 +100,8 @@ REFERENCES = ["ONE TWO THREE FOUR FIVE", "SIX SEVEN EIGHT NINE TEN", "A B C D E"
 
 
 def _upper(batch):
-    return [s.decode() if isinstance(s, bytes) else s for s in np.asarray(batch).tolist()]
+    items = np.asarray(batch).tolist()
+    return [s.decode() if isinstance(s, bytes) else s for s in items]
 
 
 def _fit(callbacks, epochs=2):

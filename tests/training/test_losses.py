@@ -164,7 +164,9 @@ def test_sum_and_none_reductions():
     summed = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1, reduction="sum")
     np.testing.assert_allclose(float(summed(labels, logits)), token.sum(), rtol=1e-5)
     none = MaskedSparseCategoricalCrossentropy(label_smoothing=0.1, reduction=None)
-    np.testing.assert_allclose(np.asarray(none(labels, logits)), token, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(none(labels, logits)), token, rtol=1e-5, atol=1e-6
+    )
 
 
 def _masked_model(vocab=6):

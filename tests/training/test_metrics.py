@@ -29,7 +29,9 @@ def test_matches_numpy_reference_and_accumulates_over_batches():
     metric = MaskedAccuracy()
     (l1, s1), (l2, s2) = _data(0), _data(1)
     metric.update_state(l1, s1)
-    np.testing.assert_allclose(float(metric.result()), _np_masked_accuracy(l1, s1), rtol=1e-6)
+    np.testing.assert_allclose(
+        float(metric.result()), _np_masked_accuracy(l1, s1), rtol=1e-6
+    )
     metric.update_state(l2, s2)
     both = _np_masked_accuracy(np.concatenate([l1, l2]), np.concatenate([s1, s2]))
     np.testing.assert_allclose(float(metric.result()), both, rtol=1e-6)

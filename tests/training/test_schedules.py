@@ -69,7 +69,10 @@ def _sgd_probe_model(schedule):
     # y = w * x with x = 1 and loss = mean(y): dL/dw = 1, so each SGD update
     # subtracts exactly the learning rate of that update from w.
     model = keras.Sequential(
-        [keras.Input((1,)), keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros")]
+        [
+            keras.Input((1,)),
+            keras.layers.Dense(1, use_bias=False, kernel_initializer="zeros"),
+        ]
     )
     model.compile(
         optimizer=keras.optimizers.SGD(schedule),
@@ -115,12 +118,18 @@ def test_keras_save_load_of_a_compiled_model_and_continued_training(tmp_path):
     loaded = keras.models.load_model(path, safe_mode=True)
     lr_config = loaded.optimizer.get_config()["learning_rate"]
     assert lr_config["registered_name"] == "keras_attention>TransformerSchedule"
-    assert lr_config["config"] == {"hidden_dim": d, "warmup_steps": warmup, "scale": 1.0}
+    assert lr_config["config"] == {
+        "hidden_dim": d,
+        "warmup_steps": warmup,
+        "scale": 1.0,
+    }
     assert int(loaded.optimizer.iterations) == 2
     np.testing.assert_allclose(
         float(loaded.optimizer.learning_rate), _paper_lr(3, d, warmup), rtol=1e-6
     )
-    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    np.testing.assert_allclose(
+        loaded.predict(x, verbose=0), model.predict(x, verbose=0)
+    )
     # Training continues identically from the restored optimizer state.
     model.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
     loaded.fit(x, y, batch_size=4, epochs=1, verbose=0, shuffle=False)
@@ -153,6 +162,7 @@ def test_invalid_warmup_steps(value):
 def test_invalid_scale(value):
     with pytest.raises(
         ValueError,
-        match=rf"argument `scale`, expected a positive float\. Received: scale={value!r}",
+        match=rf"argument `scale`, expected a positive float\. "
+        rf"Received: scale={value!r}",
     ):
         TransformerSchedule(512, scale=value)
