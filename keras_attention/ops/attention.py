@@ -113,6 +113,14 @@ def attention_combine(weights, value):
     )  # (B, T, H, Dv)
 
 
+def _softmax(logits):
+    """Softmax over the last axis; a single key (static size 1) gets weight 1
+    without `keras.ops.softmax`'s size-1 warning (e.g. one cached token)."""
+    if logits.shape[-1] == 1:
+        return ops.ones_like(logits)
+    return ops.softmax(logits, axis=-1)
+
+
 def masked_softmax(logits, mask=None, bias=None):
     """Softmax over the key axis, computed in float32.
 
@@ -132,10 +140,10 @@ def masked_softmax(logits, mask=None, bias=None):
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")
     if mask is None:
-        return ops.softmax(logits, axis=-1)
+        return _softmax(logits)
     mask = ops.cast(mask, "bool")
     logits = ops.where(mask, logits, mask_fill_value("float32"))
-    weights = ops.softmax(logits, axis=-1)
+    weights = _softmax(logits)
     any_key = ops.any(mask, axis=-1, keepdims=True)  # (..., T, 1)
     return weights * ops.cast(any_key, "float32")
 

@@ -7,6 +7,8 @@ key". Shape letters: B batch, H heads, T query length, S key length.
 This module imports nothing else from `keras_attention`.
 """
 
+import numbers
+
 import numpy as np
 from keras import ops
 
@@ -125,7 +127,11 @@ def merge_masks(*masks):
         return None
     shapes = []
     for i, m in enumerate(present):
-        shape = tuple(ops.shape(m))
+        # Static sizes only: a dynamic axis (a tensor inside tf.function) is
+        # unknown here, like `None`.
+        shape = tuple(
+            d if isinstance(d, numbers.Integral) else None for d in ops.shape(m)
+        )
         if len(shape) > 4:
             raise ValueError(
                 "Received an invalid value for argument `masks`, expected "

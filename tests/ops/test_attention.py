@@ -302,3 +302,18 @@ def test_bad_mask_and_bias_shapes():
         match=r"argument `bias`, expected shapes that broadcast together.*axis -2 has sizes \[3, 4\]",
     ):
         scaled_dot_product_attention(q, k, v, bias=np.zeros((3, 6), "float32"))
+
+
+def test_single_key_gets_full_weight_without_warning():
+    import warnings
+
+    rng = np.random.default_rng(11)
+    q, k, v = _qkv(rng, t=3, s=1)
+    keep = np.array([[True], [False]])[:, None, None, :]  # (B, 1, 1, S=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # keras warns on a size-1 softmax
+        out, w = scaled_dot_product_attention(q, k, v, mask=keep, return_weights=True)
+    ref_out, ref_w = reference_attention(q, k, v, mask=keep)
+    np.testing.assert_allclose(_np(w), ref_w, atol=1e-6)
+    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
+    assert np.all(_np(w)[0] == 1) and np.all(_np(w)[1] == 0)

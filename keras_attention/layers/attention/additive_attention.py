@@ -1,5 +1,7 @@
 """Bahdanau (additive) attention with learned query/key projections."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -96,17 +98,19 @@ class AdditiveAttention(keras.layers.Layer):
         self.units = check_positive_int(units, "units", allow_none=True)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and (
+            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+        ):
             raise ValueError(
                 "Received an invalid value for argument `seed`, expected an "
                 f"integer or None. Received: seed={seed!r}"
             )
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
         self.seed_generator = (
-            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
         )
 
     def build(self, query_shape, value_shape, key_shape=None):

@@ -1,5 +1,7 @@
 """Attention pooling: a learned query summarises a sequence into one vector."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -87,18 +89,20 @@ class AttentionPooling(keras.layers.Layer):
         super().__init__(**kwargs)
         self.num_heads = check_positive_int(num_heads, "num_heads")
         self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and (
+            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+        ):
             raise ValueError(
                 "Received an invalid value for argument `seed`, expected an "
                 f"integer or None. Received: seed={seed!r}"
             )
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.supports_masking = True
         self.seed_generator = (
-            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
         )
 
     def build(self, input_shape):

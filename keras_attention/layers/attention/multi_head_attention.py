@@ -57,7 +57,9 @@ class MultiHeadAttention(keras.layers.Layer):
     - `attention_bias` adds a float `(B or 1, H or 1, T, S)` tensor to the
       logits, e.g. the output of `RelativePositionBias` or `ALiBiBias`.
     - `rotary_embedding` rotates the projected queries and keys (RoPE); when
-      decoding, positions start at `cache_index`.
+      decoding, the new tokens' positions start at `cache_index`. It is meant
+      for self-attention: in cross-attention queries and keys both count
+      from 0.
     - A KV cache for incremental decoding (see `cache` below and
       `get_initial_cache` / `compute_cross_attention_cache`).
     - The softmax runs in float32; a query row with no attendable key
@@ -109,7 +111,8 @@ class MultiHeadAttention(keras.layers.Layer):
             attention weights (before dropout).
         training: whether dropout is active.
         attention_bias: optional float tensor of shape `(B or 1, H or 1,
-            T or 1, S or 1)` added to the logits.
+            T or 1, S or 1)` added to the logits. With a cache, S is
+            `S_max` and T the new tokens.
         cache: optional tuple `(key_cache, value_cache)` of projected keys
             `(B, S_max, K, D)` and values `(B, S_max, K, Dv)`. With
             `cache_index`, the keys/values of the T new tokens are written

@@ -1,5 +1,7 @@
 """Luong (multiplicative) attention: dot, general, concat and location scores."""
 
+import numbers
+
 import keras
 from keras import ops
 
@@ -121,16 +123,18 @@ class MultiplicativeAttention(keras.layers.Layer):
             )
         self.use_scale = check_bool(use_scale, "use_scale")
         self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and (
+            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+        ):
             raise ValueError(
                 "Received an invalid value for argument `seed`, expected an "
                 f"integer or None. Received: seed={seed!r}"
             )
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = True
         self.seed_generator = (
-            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
         )
 
     def _check_key_length(self, key_shape):

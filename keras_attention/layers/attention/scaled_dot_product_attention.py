@@ -1,6 +1,7 @@
 """Single-head scaled dot-product attention layer."""
 
 import math
+import numbers
 
 import keras
 from keras import ops
@@ -57,7 +58,8 @@ class ScaledDotProductAttention(keras.layers.Layer):
 
     Raises:
         ValueError: if `scale` is not positive, `dropout` is outside
-            `[0, 1)`, `seed` is not an integer, or the inputs have the wrong rank or mismatched sizes.
+            `[0, 1)`, `seed` is not an integer, or the inputs have the
+            wrong rank or mismatched sizes.
 
     Example:
 
@@ -80,15 +82,17 @@ class ScaledDotProductAttention(keras.layers.Layer):
         self.scale = check_positive_float(scale, "scale", allow_none=True)
         self.use_scale = check_bool(use_scale, "use_scale")
         self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        if seed is not None and (
+            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
+        ):
             raise ValueError(
                 "Received an invalid value for argument `seed`, expected an "
                 f"integer or None. Received: seed={seed!r}"
             )
-        self.seed = seed
+        self.seed = None if seed is None else int(seed)
         self.supports_masking = True
         self.seed_generator = (
-            keras.random.SeedGenerator(seed) if self.dropout > 0 else None
+            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
         )
 
     def build(self, query_shape, value_shape, key_shape=None):

@@ -12,10 +12,11 @@ bfloat16 compute dtypes, every path must satisfy:
    outputs.
 
 Reuse: a path is an `AttentionPath` whose `make(dtype, dropout, seed)`
-returns a fresh callable `fn(query, value, query_mask, value_mask, causal,
+returns a callable `fn(query, value, query_mask, value_mask, causal,
 training, return_weights) -> (output (B, T, F), weights (B, H, T, S) or
-None)` as NumPy float32. Two calls of `make` with the same arguments must
-give identical weights and dropout streams (seed the globals inside it).
+None)` as NumPy float32. `fn` must be a deterministic function of its
+arguments: with dropout, every call replays the same dropout stream (reset
+the layer's seed generator, see `_replay_dropout`).
 `check_mask_properties(path, case)` and `check_causal_property(path, case)`
 take a case drawn from `mask_cases()`; another test module can build its own
 `AttentionPath` (e.g. for `MultiHeadAttention`) and call them.
@@ -71,14 +72,26 @@ def _policy(dtype):
     return "float32" if dtype == "float32" else f"mixed_{dtype}"
 
 
+def _replay_dropout(layer):
+    """Make every call of `layer` draw the same dropout masks: restore the
+    initial state of its seed generator before the call."""
+    generator = getattr(layer, "seed_generator", None)
+    if generator is None:
+        return lambda: None
+    initial = ops.convert_to_numpy(generator.state)
+    return lambda: generator.state.assign(initial)
+
+
 def _layer_path(factory):
     """Adapt a query/value layer: `factory(dtype_policy, dropout, seed)`."""
 
     def make(dtype, dropout, seed):
-        keras.utils.set_random_seed(seed)  # identical weights for equal args
+        keras.utils.set_random_seed(seed)
         layer = factory(_policy(dtype), dropout, seed)
+        replay = _replay_dropout(layer)
 
         def fn(query, value, query_mask, value_mask, causal, training, return_weights):
+            replay()
             result = layer(
                 query,
                 value,
@@ -126,8 +139,10 @@ def _make_pooling(dtype, dropout, seed):
     layer = AttentionPooling(
         num_heads=2, dropout=dropout, seed=seed, dtype=_policy(dtype)
     )
+    replay = _replay_dropout(layer)
 
     def fn(query, value, query_mask, value_mask, causal, training, return_weights):
+        replay()
         result = layer(
             value,
             mask=value_mask,
@@ -215,7 +230,7 @@ def _inputs(case):
 
 
 def _effective_masks(path, case):
-    """What the path should apply: (query_mask, full (B, T, S) mask)."""
+    """What the path should apply: (query_mask, causal, full (B, T, S) mask)."""
     query_mask = case["query_mask"] if path.query_mask else None
     causal = case["causal"] and path.causal
     full = case["value_mask"][:, None, :]
@@ -229,8 +244,11 @@ def _effective_masks(path, case):
     return query_mask, causal, np.asarray(full, bool)
 
 
-def _run(path, case, query, value, causal):
-    fn = path.make(case["dtype"], case["dropout"], case["seed"])
+def _make(path, case):
+    return path.make(case["dtype"], case["dropout"], case["seed"])
+
+
+def _run(fn, path, case, query, value, causal):
     query_mask = case["query_mask"] if path.query_mask else None
     return fn(
         query,
@@ -247,7 +265,8 @@ def check_mask_properties(path, case):
     """Properties 1 and 2 on one case (cross-attention, T != S allowed)."""
     query, value, rng = _inputs(case)
     _, causal, full = _effective_masks(path, case)
-    output, weights = _run(path, case, query, value, causal)
+    fn = _make(path, case)
+    output, weights = _run(fn, path, case, query, value, causal)
     assert np.all(np.isfinite(output)), "non-finite output"
     empty = ~full.any(-1)  # (B, T) rows with nothing to attend
     assert np.all(output[empty] == 0), "a fully masked row is not zero"
@@ -264,7 +283,7 @@ def check_mask_properties(path, case):
     if hidden.any():
         noisy = value.copy()
         noisy[hidden] = 10.0 * rng.standard_normal((int(hidden.sum()), FEATURES))
-        noisy_output, _ = _run(path, case, query, noisy, causal)
+        noisy_output, _ = _run(fn, path, case, query, noisy, causal)
         np.testing.assert_array_equal(noisy_output, output)
 
 
@@ -276,8 +295,9 @@ def check_causal_property(path, case):
     cut = int(rng.integers(1, length))  # length >= 2: a real prefix
     changed = x.copy()
     changed[:, cut:] = 10.0 * rng.standard_normal(changed[:, cut:].shape)
-    before, _ = _run(path, case, x, x, True)
-    after, _ = _run(path, case, changed, changed, True)
+    fn = _make(path, case)
+    before, _ = _run(fn, path, case, x, x, True)
+    after, _ = _run(fn, path, case, changed, changed, True)
     assert np.all(np.isfinite(before)) and np.all(np.isfinite(after))
     np.testing.assert_array_equal(after[:, :cut], before[:, :cut])
 

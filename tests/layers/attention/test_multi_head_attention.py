@@ -85,17 +85,6 @@ def test_harness_attention_bias_multi_query_no_bias_dropout():
     )
 
 
-def test_harness_explicit_attention_mask_multi_dim_output():
-    mask = RNG.random((2, 3, 5)) > 0.3
-    run_layer_test(
-        MultiHeadAttention,
-        {"num_heads": 2, "key_dim": 4, "output_shape": (2, 3)},
-        {"query": _rand(2, 3, 8), "value": _rand(2, 5, 8), "attention_mask": mask},
-        expected_output_shape=(2, 3, 2, 3),
-        run_mixed_precision=False,
-    )
-
-
 def test_rotary_config_round_trip_keeps_the_rotary_layer():
     layer = MultiHeadAttention(
         2, 4, rotary_embedding=RotaryEmbedding(max_wavelength=500, scaling_factor=2.0)

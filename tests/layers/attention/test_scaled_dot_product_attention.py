@@ -206,3 +206,8 @@ def test_bad_shapes():
         ScaledDotProductAttention()(q, v, key=k[:, :4])
     with pytest.raises(ValueError, match=r"argument `attention_mask`, expected key_length=5 on axis -1"):
         ScaledDotProductAttention()(q, k, attention_mask=np.ones((2, 3, 4), bool))
+
+
+def test_numpy_integer_seed_is_stored_as_int():
+    layer = ScaledDotProductAttention(dropout=0.1, seed=np.int64(3))
+    assert layer.seed == 3 and type(layer.get_config()["seed"]) is int
