@@ -2,17 +2,13 @@
 
 import keras
 
-from keras_attention.layers.transformer import block_components as parts
-from keras_attention.layers.transformer.block_components import serialize_activation
-from keras_attention.layers.transformer.feed_forward import FeedForward
-from keras_attention.utils.validation import check_bool
-from keras_attention.utils.validation import check_positive_float
-from keras_attention.utils.validation import check_positive_int
-from keras_attention.utils.validation import check_rate
+from keras_attention.layers.transformer.transformer_block_base import (
+    TransformerBlockBase,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class TransformerDecoderBlock(keras.layers.Layer):
+class TransformerDecoderBlock(TransformerBlockBase):
     """Transformer decoder block (Vaswani et al. 2017, section 3.1).
 
     Causal multi-head self-attention, then (when the block is built with an
@@ -100,123 +96,23 @@ class TransformerDecoderBlock(keras.layers.Layer):
         Pre-Training" (decoder-only).
     """
 
-    def __init__(
-        self,
-        num_heads,
-        intermediate_dim,
-        key_dim=None,
-        num_key_value_heads=None,
-        dropout=0.0,
-        attention_dropout=None,
-        activation="relu",
-        norm_first=False,
-        layer_norm_epsilon=1e-5,
-        normalization="layer_norm",
-        position_scheme=None,
-        attention_kernel="dot_product",
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.intermediate_dim = check_positive_int(intermediate_dim, "intermediate_dim")
-        self.key_dim = check_positive_int(key_dim, "key_dim", allow_none=True)
-        self.num_key_value_heads = check_positive_int(
-            num_key_value_heads, "num_key_value_heads", allow_none=True
-        )
-        self.dropout = check_rate(dropout, "dropout")
-        self.attention_dropout = (
-            None
-            if attention_dropout is None
-            else check_rate(attention_dropout, "attention_dropout")
-        )
-        self.activation = activation
-        self.norm_first = check_bool(norm_first, "norm_first")
-        self.layer_norm_epsilon = check_positive_float(
-            layer_norm_epsilon, "layer_norm_epsilon"
-        )
-        parts.check_block_arguments(normalization, position_scheme, attention_kernel)
-        self.normalization = normalization
-        self.position_scheme = position_scheme
-        self.attention_kernel = attention_kernel
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        FeedForward(intermediate_dim=self.intermediate_dim, activation=activation)
-        self.supports_masking = True
-        self.cross_attention = None
-
-    def _attention(self, key_dim, use_rotary, name):
-        dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
-        return parts.make_attention(
-            self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
-            dropout, use_rotary, self.kernel_initializer, self.bias_initializer,
-            self.dtype_policy, name,
-        )
-
-    def _norm(self, name, shape):
-        norm = parts.make_norm(
-            self.normalization, self.layer_norm_epsilon, self.dtype_policy, name
-        )
-        norm.build(shape)
-        return norm
+    # Set in `build` when the block is built with an encoder sequence.
+    cross_attention = None
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
-        shape = tuple(decoder_sequence_shape)
-        if len(shape) != 3 or shape[-1] is None:
-            raise ValueError(
-                "Received an invalid value for argument `decoder_sequence`, "
-                "expected a rank-3 tensor (batch, length, hidden_dim) with a "
-                f"known last axis. Received: decoder_sequence.shape={shape}"
-            )
-        hidden_dim = shape[-1]
-        key_dim = parts.resolve_key_dim(self.key_dim, hidden_dim, self.num_heads)
-        dtype = self.dtype_policy
-
-        self.self_attention_layer_norm = self._norm("self_attention_layer_norm", shape)
-        self.self_attention = self._attention(
-            key_dim, self.position_scheme == "rotary", "self_attention"
-        )
-        self.self_attention.build(shape, shape)
-        self.position_bias = parts.make_position_bias(
-            self.position_scheme, self.num_heads, False, dtype, "position_bias"
-        )
-        if self.position_bias is not None and not self.position_bias.built:
-            self.position_bias.build(shape, shape)
-        self.self_attention_dropout = keras.layers.Dropout(
-            self.dropout, dtype=dtype, name="self_attention_dropout"
-        )
-
+        shape = self._check_sequence_shape(decoder_sequence_shape, "decoder_sequence")
+        key_dim = self._build_self_attention(shape, bidirectional=False)
         if encoder_sequence_shape is not None:
-            encoder_shape = tuple(encoder_sequence_shape)
-            if len(encoder_shape) != 3 or encoder_shape[-1] is None:
-                raise ValueError(
-                    "Received an invalid value for argument `encoder_sequence`, "
-                    "expected a rank-3 tensor (batch, length, features) with a "
-                    f"known last axis. Received: encoder_sequence.shape={encoder_shape}"
-                )
+            encoder_shape = self._check_sequence_shape(
+                encoder_sequence_shape, "encoder_sequence"
+            )
             self.cross_attention_layer_norm = self._norm(
                 "cross_attention_layer_norm", shape
             )
             self.cross_attention = self._attention(key_dim, False, "cross_attention")
             self.cross_attention.build(shape, encoder_shape)
-            self.cross_attention_dropout = keras.layers.Dropout(
-                self.dropout, dtype=dtype, name="cross_attention_dropout"
-            )
-
-        self.feedforward_layer_norm = self._norm("feedforward_layer_norm", shape)
-        self.feedforward = FeedForward(
-            intermediate_dim=self.intermediate_dim,
-            activation=self.activation,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-            dtype=dtype,
-            name="feedforward",
-        )
-        self.feedforward.build(shape)
-        self.feedforward_dropout = keras.layers.Dropout(
-            self.dropout, dtype=dtype, name="feedforward_dropout"
-        )
+            self.cross_attention_dropout = self._dropout("cross_attention_dropout")
+        self._build_feedforward(shape)
         self.built = True
 
     def get_initial_cache(self, batch_size, max_length, dtype=None):
@@ -242,17 +138,6 @@ class TransformerDecoderBlock(keras.layers.Layer):
                 "a decoder-only block"
             )
         return self.cross_attention.compute_cross_attention_cache(encoder_sequence)
-
-    def _residual(self, x, sublayer, norm, dropout, training):
-        residual = x
-        if self.norm_first:
-            x = norm(x)
-        x, extra = sublayer(x)
-        x = dropout(x, training=training)
-        x = x + residual
-        if not self.norm_first:
-            x = norm(x)
-        return x, extra
 
     def call(
         self,
@@ -340,13 +225,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
             if return_attention_scores:
                 scores["cross_attention"] = cross_scores
 
-        x, _ = self._residual(
-            x,
-            lambda h: (self.feedforward(h, training=training), None),
-            self.feedforward_layer_norm,
-            self.feedforward_dropout,
-            training,
-        )
+        x = self._feedforward_residual(x, training)
         outputs = (x,)
         if return_attention_scores:
             outputs += (scores,)
@@ -408,29 +287,3 @@ class TransformerDecoderBlock(keras.layers.Layer):
                     tuple(keras.KerasTensor(c.shape, dtype=dtype) for c in cache),
                 )
         return outputs[0] if len(outputs) == 1 else outputs
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "intermediate_dim": self.intermediate_dim,
-                "key_dim": self.key_dim,
-                "num_key_value_heads": self.num_key_value_heads,
-                "dropout": self.dropout,
-                "attention_dropout": self.attention_dropout,
-                "activation": serialize_activation(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "normalization": self.normalization,
-                "position_scheme": self.position_scheme,
-                "attention_kernel": self.attention_kernel,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
-        return config

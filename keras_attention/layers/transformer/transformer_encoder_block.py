@@ -2,17 +2,13 @@
 
 import keras
 
-from keras_attention.layers.transformer import block_components as parts
-from keras_attention.layers.transformer.feed_forward import FeedForward
-from keras_attention.layers.transformer.block_components import serialize_activation
-from keras_attention.utils.validation import check_bool
-from keras_attention.utils.validation import check_positive_float
-from keras_attention.utils.validation import check_positive_int
-from keras_attention.utils.validation import check_rate
+from keras_attention.layers.transformer.transformer_block_base import (
+    TransformerBlockBase,
+)
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class TransformerEncoderBlock(keras.layers.Layer):
+class TransformerEncoderBlock(TransformerBlockBase):
     """Transformer encoder block (Vaswani et al. 2017, section 3.1).
 
     Two sub-layers, each wrapped in a residual connection with normalization:
@@ -97,116 +93,11 @@ class TransformerEncoderBlock(keras.layers.Layer):
         Architecture" (pre-LN).
     """
 
-    def __init__(
-        self,
-        num_heads,
-        intermediate_dim,
-        key_dim=None,
-        num_key_value_heads=None,
-        dropout=0.0,
-        attention_dropout=None,
-        activation="relu",
-        norm_first=False,
-        layer_norm_epsilon=1e-5,
-        normalization="layer_norm",
-        position_scheme=None,
-        attention_kernel="dot_product",
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.intermediate_dim = check_positive_int(intermediate_dim, "intermediate_dim")
-        self.key_dim = check_positive_int(key_dim, "key_dim", allow_none=True)
-        self.num_key_value_heads = check_positive_int(
-            num_key_value_heads, "num_key_value_heads", allow_none=True
-        )
-        self.dropout = check_rate(dropout, "dropout")
-        self.attention_dropout = (
-            None
-            if attention_dropout is None
-            else check_rate(attention_dropout, "attention_dropout")
-        )
-        self.activation = activation
-        self.norm_first = check_bool(norm_first, "norm_first")
-        self.layer_norm_epsilon = check_positive_float(
-            layer_norm_epsilon, "layer_norm_epsilon"
-        )
-        parts.check_block_arguments(normalization, position_scheme, attention_kernel)
-        self.normalization = normalization
-        self.position_scheme = position_scheme
-        self.attention_kernel = attention_kernel
-        self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.bias_initializer = keras.initializers.get(bias_initializer)
-        # Fail at construction on a bad activation, not at build.
-        FeedForward(intermediate_dim=self.intermediate_dim, activation=activation)
-        self.supports_masking = True
-
     def build(self, input_shape):
-        input_shape = tuple(input_shape)
-        if len(input_shape) != 3 or input_shape[-1] is None:
-            raise ValueError(
-                "Received an invalid value for argument `inputs`, expected a "
-                "rank-3 tensor (batch, length, hidden_dim) with a known last "
-                f"axis. Received: inputs.shape={input_shape}"
-            )
-        hidden_dim = input_shape[-1]
-        key_dim = parts.resolve_key_dim(self.key_dim, hidden_dim, self.num_heads)
-        dtype = self.dtype_policy
-        attention_dropout = (
-            self.dropout if self.attention_dropout is None else self.attention_dropout
-        )
-        self.self_attention_layer_norm = parts.make_norm(
-            self.normalization, self.layer_norm_epsilon, dtype,
-            "self_attention_layer_norm",
-        )
-        self.self_attention_layer_norm.build(input_shape)
-        self.self_attention = parts.make_attention(
-            self.attention_kernel, self.num_heads, key_dim,
-            self.num_key_value_heads, attention_dropout,
-            self.position_scheme == "rotary", self.kernel_initializer,
-            self.bias_initializer, dtype, "self_attention",
-        )
-        self.self_attention.build(input_shape, input_shape)
-        self.position_bias = parts.make_position_bias(
-            self.position_scheme, self.num_heads, True, dtype, "position_bias"
-        )
-        if self.position_bias is not None and not self.position_bias.built:
-            self.position_bias.build(input_shape, input_shape)
-        self.self_attention_dropout = keras.layers.Dropout(
-            self.dropout, dtype=dtype, name="self_attention_dropout"
-        )
-        self.feedforward_layer_norm = parts.make_norm(
-            self.normalization, self.layer_norm_epsilon, dtype,
-            "feedforward_layer_norm",
-        )
-        self.feedforward_layer_norm.build(input_shape)
-        self.feedforward = FeedForward(
-            intermediate_dim=self.intermediate_dim,
-            activation=self.activation,
-            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
-            bias_initializer=keras.initializers.serialize(self.bias_initializer),
-            dtype=dtype,
-            name="feedforward",
-        )
-        self.feedforward.build(input_shape)
-        self.feedforward_dropout = keras.layers.Dropout(
-            self.dropout, dtype=dtype, name="feedforward_dropout"
-        )
+        shape = self._check_sequence_shape(input_shape, "inputs")
+        self._build_self_attention(shape, bidirectional=True)
+        self._build_feedforward(shape)
         self.built = True
-
-    def _residual(self, x, sublayer, norm, dropout, training):
-        """Apply `sublayer` with residual, dropout and pre/post norm."""
-        residual = x
-        if self.norm_first:
-            x = norm(x)
-        x, extra = sublayer(x)
-        x = dropout(x, training=training)
-        x = x + residual
-        if not self.norm_first:
-            x = norm(x)
-        return x, extra
 
     def call(
         self,
@@ -242,13 +133,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             inputs, attend, self.self_attention_layer_norm,
             self.self_attention_dropout, training,
         )
-        x, _ = self._residual(
-            x,
-            lambda h: (self.feedforward(h, training=training), None),
-            self.feedforward_layer_norm,
-            self.feedforward_dropout,
-            training,
-        )
+        x = self._feedforward_residual(x, training)
         if return_attention_scores:
             return x, scores
         return x
@@ -268,29 +153,3 @@ class TransformerEncoderBlock(keras.layers.Layer):
             (batch, self.num_heads, length, length), dtype=self.compute_dtype
         )
         return output, scores
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "num_heads": self.num_heads,
-                "intermediate_dim": self.intermediate_dim,
-                "key_dim": self.key_dim,
-                "num_key_value_heads": self.num_key_value_heads,
-                "dropout": self.dropout,
-                "attention_dropout": self.attention_dropout,
-                "activation": serialize_activation(self.activation),
-                "norm_first": self.norm_first,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "normalization": self.normalization,
-                "position_scheme": self.position_scheme,
-                "attention_kernel": self.attention_kernel,
-                "kernel_initializer": keras.initializers.serialize(
-                    self.kernel_initializer
-                ),
-                "bias_initializer": keras.initializers.serialize(
-                    self.bias_initializer
-                ),
-            }
-        )
-        return config
