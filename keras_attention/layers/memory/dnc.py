@@ -16,12 +16,17 @@ class DNC(keras.layers.RNN):
     DeepMind's repeat-copy configuration: an LSTM controller of 64 units,
     16 slots of width 16, 4 read heads and 1 write head.
 
-    Under mixed precision the recurrent memory state (memory, read vectors,
-    weightings, usage, precedence, links) is carried in float32 between
-    steps and all memory maths runs in float32; the controller and the
-    projections run in the compute dtype. States returned with
-    `return_state=True` (and kept between batches with `stateful=True`) are
-    cast to the compute dtype, as in every Keras RNN.
+    Under mixed precision every recurrent state (controller state, memory,
+    read vectors, weightings, usage, precedence, links) is carried in
+    float32 between steps, also across batches with `stateful=True`, and
+    all memory maths runs in float32; the controller and the projections
+    run in the compute dtype. States returned with `return_state=True` are
+    float32, so they can be fed back as `initial_state` without loss.
+
+    With `return_weightings=True` the layer returns, like `NTM`, a flat
+    tuple `(output, read_weightings, write_weightings, usage, link)` whose
+    weightings are float32 and cover every step even when
+    `return_sequences=False`, for plots of memory use over time.
 
     Shape letters: B batch, T time steps, F input width, N = `memory_size`,
     R = `num_read_heads`, K = `num_write_heads`.
@@ -38,10 +43,9 @@ class DNC(keras.layers.RNN):
             it is `[h_t; r_t]` (size `controller_units + R * W`).
         clip_value: positive float or `None`: clip the controller output and
             the output to `[-clip_value, clip_value]`.
-        return_weightings: bool. If `True`, the layer also returns a dict of
-            the read weightings `(.., R, N)`, write weightings `(.., K, N)`,
-            usage `(.., N)` and link matrices `(.., K, N, N)` (for every step
-            with `return_sequences=True`, else for the last step).
+        return_weightings: bool. If `True`, the layer also returns the read
+            weightings `(B, T, R, N)`, write weightings `(B, T, K, N)`, usage
+            `(B, T, N)` and link matrices `(B, T, K, N, N)` of every step.
         epsilon: positive float guarding the cosine similarity of content
             addressing.
         kernel_initializer: initializer of the kernels of the controller,
@@ -66,13 +70,16 @@ class DNC(keras.layers.RNN):
 
     Returns:
         `output` `(B, T, Y)` or `(B, Y)` with `Y` = `output_dim` (or
-        `controller_units + R * W`). With `return_weightings=True`, a tuple
-        `(output, weightings)` with `weightings` the dict above. With
-        `return_state=True` the final states follow.
+        `controller_units + R * W`), in the compute dtype. With
+        `return_weightings=True`, the tuple `(output, read_weightings,
+        write_weightings, usage, link)` (float32 weightings). With
+        `return_state=True` the final float32 states follow (see `DNCCell`
+        for their order and sizes).
 
     Raises:
         ValueError: for out-of-range arguments or an unknown `controller`
-            (see `DNCCell`), and for inputs not of rank 3.
+            (see `DNCCell`), for inputs not of rank 3, and for a stateful
+            layer called with another batch size.
 
     Example:
 
@@ -157,61 +164,93 @@ class DNC(keras.layers.RNN):
         super().build(sequences_shape, initial_state_shape)
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        # `RNN.call` casts the initial states to the compute dtype; carry
-        # them in float32 through the time loop instead (the cell keeps each
-        # state's dtype), so memory, usage and links never round to float16.
-        initial_state = [keras.ops.cast(s, "float32") for s in initial_state]
-        return super().inner_loop(sequences, initial_state, mask, training)
+        # `keras.layers.RNN.inner_loop` keeps every step's output only with
+        # `return_sequences`; the weightings of every step need them too.
+        return_sequences = self.return_sequences
+        self.return_sequences = return_sequences or self.return_weightings
+        try:
+            return super().inner_loop(sequences, initial_state, mask, training)
+        finally:
+            self.return_sequences = return_sequences
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        result = super().call(
-            sequences, initial_state=initial_state, mask=mask, training=training
+        batch = sequences.shape[0]
+        expected = self._expected_batch_size
+        if self.stateful and None not in (batch, expected) and batch != expected:
+            raise ValueError(
+                "A stateful DNC needs the batch size it was built with. "
+                f"Expected: {expected}. Received: "
+                f"sequences.shape={tuple(sequences.shape)}"
+            )
+        if initial_state is None:
+            if self.stateful:
+                initial_state = self.states
+            else:
+                initial_state = self.get_initial_state(keras.ops.shape(sequences)[0])
+        # Every state is carried in float32 (the cell keeps each state's
+        # dtype), so memory, usage and links never round to float16.
+        initial_state = [
+            keras.ops.cast(s, "float32") for s in keras.tree.flatten(initial_state)
+        ]
+        last_output, outputs, states = self.inner_loop(
+            sequences=sequences,
+            initial_state=initial_state,
+            mask=mask,
+            training=training,
         )
-        if not self.return_weightings:
-            return result
-        if self.return_state:
-            output, states = result[0], list(result[1:])
+        if self.stateful:
+            for variable, state in zip(self.states, states):
+                variable.assign(state)
+        output = outputs if self.return_sequences else last_output
+        results = []
+        if self.return_weightings:
+            parts = self.cell.split_output(outputs)  # (B, T, ...) float32 each
+            if not self.return_sequences:
+                parts["output"] = self.cell.split_output(last_output)["output"]
+            results.append(keras.ops.cast(parts["output"], self.compute_dtype))
+            results.extend(parts[name] for name in self.cell._weighting_sizes)
         else:
-            output, states = result, []
-        parts = self.cell.split_output(output)
-        output = parts.pop("output")
-        return (output, parts, *states)
+            results.append(keras.ops.cast(output, self.compute_dtype))
+        if self.return_state:
+            results.extend(states)
+        return results[0] if len(results) == 1 else tuple(results)
 
     def _output_shapes(self, sequences_shape):
         batch, length = sequences_shape[0], sequences_shape[1]
-        lead = (batch, length) if self.return_sequences else (batch,)
         cell = self.cell
-        output = lead + (cell._base_output_size,)
-        weightings = {
-            name: lead + shape for name, shape in cell._weighting_sizes.items()
-        }
-        states = [(batch, size) for size in cell.state_size]
-        return output, weightings, states
+        size = cell._base_output_size
+        output = (batch, length, size) if self.return_sequences else (batch, size)
+        shapes, dtypes = [output], [self.compute_dtype]
+        if self.return_weightings:
+            for shape in cell._weighting_sizes.values():
+                shapes.append((batch, length) + shape)
+                dtypes.append("float32")
+        if self.return_state:
+            for size in cell.state_size:
+                shapes.append((batch, size))
+                dtypes.append("float32")
+        return shapes, dtypes
 
     def compute_output_shape(self, sequences_shape, initial_state_shape=None):
-        output, weightings, states = self._output_shapes(sequences_shape)
-        if not self.return_weightings:
-            return (output, *states) if self.return_state else output
-        if self.return_state:
-            return (output, weightings, *states)
-        return output, weightings
+        shapes, _ = self._output_shapes(sequences_shape)
+        return shapes[0] if len(shapes) == 1 else tuple(shapes)
 
-    def compute_output_spec(self, sequences, initial_state=None, mask=None,
-                            training=False):
-        shapes = self.compute_output_shape(tuple(sequences.shape))
-        return keras.tree.map_shape_structure(
-            lambda s: keras.KerasTensor(s, dtype=self.compute_dtype), shapes
-        )
+    def compute_output_spec(
+        self, sequences, initial_state=None, mask=None, training=False
+    ):
+        shapes, dtypes = self._output_shapes(tuple(sequences.shape))
+        specs = [keras.KerasTensor(s, dtype=d) for s, d in zip(shapes, dtypes)]
+        return specs[0] if len(specs) == 1 else tuple(specs)
 
     def compute_mask(self, sequences, mask=None):
         if mask is not None:
             mask = keras.tree.flatten(mask)[0]
-        output_mask = mask if self.return_sequences else None
-        states = [None] * len(self.cell.state_size) if self.return_state else []
-        if not self.return_weightings:
-            return [output_mask] + states if self.return_state else output_mask
-        weightings = {name: output_mask for name in self.cell._weighting_sizes}
-        return [output_mask, weightings] + states
+        masks = [mask if self.return_sequences else None]
+        if self.return_weightings:
+            masks += [mask] * len(self.cell._weighting_sizes)
+        if self.return_state:
+            masks += [None] * len(self.cell.state_size)
+        return masks[0] if len(masks) == 1 else masks
 
     def get_config(self):
         config = super().get_config()

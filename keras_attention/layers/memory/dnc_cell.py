@@ -60,10 +60,10 @@ class DNCCell(keras.layers.Layer):
         clip_value: positive float or `None`. The controller output and the
             cell output are clipped to `[-clip_value, clip_value]` (as in
             DeepMind's implementation); `None` disables clipping.
-        return_weightings: bool. If `True`, the cell output also carries,
-            flattened and concatenated after `y_t`, the read weightings
-            `(R, N)`, write weightings `(K, N)`, usage `(N,)` and link
-            matrices `(K, N, N)` of the step, for inspection; use
+        return_weightings: bool. If `True`, the cell output is float32 and
+            also carries, flattened and concatenated after `y_t`, the read
+            weightings `(R, N)`, write weightings `(K, N)`, usage `(N,)` and
+            link matrices `(K, N, N)` of the step, for inspection; use
             `split_output` to take them apart.
         epsilon: positive float guarding the cosine similarity of content
             addressing.
@@ -78,7 +78,8 @@ class DNCCell(keras.layers.Layer):
 
     Returns:
         A tuple `(output, new_states)`: `output` is `(B, output_size)` in the
-        compute dtype, `new_states` a list shaped like `state_size`.
+        compute dtype (float32 with `return_weightings=True`), `new_states` a
+        list shaped like `state_size`, each in the dtype of its input state.
 
     Raises:
         ValueError: if an argument is out of range, `controller` is unknown,
@@ -359,9 +360,8 @@ class DNCCell(keras.layers.Layer):
                 usage,  # (B, N)
                 ops.reshape(link, (-1, k * n * n)),  # (B, K*N*N)
             ]
-            output = ops.concatenate(
-                [output] + [ops.cast(t, compute) for t in inspected], axis=-1
-            )
+            # float32, so the weightings keep their precision.
+            output = ops.concatenate([ops.cast(output, "float32")] + inspected, -1)
 
         new_states = list(controller_states) + [
             ops.reshape(memory, (-1, n * w)),  # (B, N*W)
@@ -404,7 +404,8 @@ class DNCCell(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, states=None):
         batch = inputs.shape[0]
-        output = keras.KerasTensor((batch, self.output_size), dtype=self.compute_dtype)
+        dtype = "float32" if self.return_weightings else self.compute_dtype
+        output = keras.KerasTensor((batch, self.output_size), dtype=dtype)
         if states is None:
             dtypes = [self.compute_dtype] * len(self.state_size)
         else:
