@@ -98,6 +98,9 @@ class CharacterTokenizer(tokenizers.StringTokenizer):
         ids = tf.where(ids >= 0, ids, tokenizers.UNK_ID)
         return chars.with_flat_values(ids)  # (B, None)
 
+    def _render(self, texts):
+        return texts
+
     def _join_tokens(self, tokens):
         return tf.strings.reduce_join(tokens, axis=-1)  # (B,)
 
@@ -148,11 +151,13 @@ def build_character_vocabulary(
     min_frequency = validation.check_positive_int(min_frequency, "min_frequency")
     accent_table = tokenizers._accent_table() if strip_accents else None
     dataset = tokenizers._texts_dataset(data)
-    dataset = dataset.map(
-        lambda t: tf.strings.unicode_split(
-            tokenizers._standardize(t, lowercase, accent_table), "UTF-8"
-        ).flat_values
-    )
+
+    @tokenizers._no_autograph
+    def characters_of(texts):
+        texts = tokenizers._standardize(texts, lowercase, accent_table)
+        return tf.strings.unicode_split(texts, "UTF-8").flat_values
+
+    dataset = dataset.map(characters_of)
     counts = collections.Counter()
     for chars in dataset.as_numpy_iterator():
         counts.update(chars.tolist())

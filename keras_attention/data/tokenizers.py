@@ -41,6 +41,11 @@ MASK_ID = 4
 _MAX_ACCENT_CODE_POINT = 0x20000
 _DROP = -2
 
+# The tokenizer code has no Python control flow on tensors (loops are
+# explicit `tf.while_loop`s): skipping AutoGraph makes tracing inside
+# `tf.data` and `tf.function` several times faster.
+_no_autograph = tf.autograph.experimental.do_not_convert
+
 
 @functools.lru_cache(maxsize=1)
 def _accent_map():
@@ -80,12 +85,17 @@ def _standardize(text, lowercase, accent_table):
     if lowercase:
         text = tf.strings.lower(text, encoding="utf-8")
     if accent_table is not None:
+        scalar = text.shape.rank == 0
+        if scalar:
+            text = text[None]
         codes = tf.strings.unicode_decode(text, "UTF-8")  # ragged (..., chars)
         mapped = accent_table.lookup(codes.flat_values)
-        flat = tf.where(mapped >= 0, mapped, codes.flat_values)
+        flat = tf.where(mapped == -1, codes.flat_values, mapped)
         codes = codes.with_flat_values(flat)
         codes = tf.ragged.boolean_mask(codes, codes != _DROP)
         text = tf.strings.unicode_encode(codes, "UTF-8")
+        if scalar:
+            text = text[0]
     return text
 
 
@@ -214,7 +224,8 @@ class StringTokenizer(keras.layers.Layer):
     """Base class of the in-graph tokenizers (not used directly).
 
     Subclasses implement `_split_ids` (standardised string batch -> ragged
-    token ids) and `_join_tokens` (ragged token strings -> text). This class
+    token ids), `_join_tokens` (ragged token strings -> text) and `_render`
+    (standardised text -> the surface form `_join_tokens` gives). This class
     owns the vocabulary tables, the reserved tokens, truncation and padding,
     detokenization and the Keras plumbing (config, shapes, serialization).
 
@@ -316,6 +327,7 @@ class StringTokenizer(keras.layers.Layer):
             )
         return self.vocabulary[int(token_id)]
 
+    @_no_autograph
     def standardize(self, inputs):
         """Apply the configured lower-casing and accent stripping."""
         return _standardize(
@@ -324,6 +336,26 @@ class StringTokenizer(keras.layers.Layer):
             self._accent_lookup,
         )
 
+    @_no_autograph
+    def normalize(self, inputs):
+        """Text as `detokenize` renders it when every token is known.
+
+        Standardised (lower-casing / accent stripping as configured) and,
+        for word-level tokenizers, words joined by single spaces. Apply it
+        to reference translations before BLEU so that references and
+        detokenized predictions share one surface form.
+
+        Args:
+            inputs: string tensor of shape `()` or `(B,)`.
+
+        Returns:
+            string tensor of the same shape.
+        """
+        texts, scalar = _as_string_batch(inputs)
+        text = self._render(self.standardize(texts))  # (B,)
+        return text[0] if scalar else text
+
+    @_no_autograph
     def tokenize_ragged(self, inputs):
         """Token ids of each text, no special tokens, no truncation.
 
@@ -338,6 +370,7 @@ class StringTokenizer(keras.layers.Layer):
         ids = self._split_ids(self.standardize(texts))  # (B, None)
         return ids[0] if scalar else ids
 
+    @_no_autograph
     def tokenize(self, inputs):
         """Padded token ids: `[START]? tokens [END]? [PAD]...`.
 
@@ -354,24 +387,20 @@ class StringTokenizer(keras.layers.Layer):
         """
         texts, scalar = _as_string_batch(inputs)
         ids = self._split_ids(self.standardize(texts))  # (B, None)
-        budget = (
-            self.sequence_length - int(self.add_start_token) - int(self.add_end_token)
-        )
-        ids = ids[:, :budget]
-        batch = tf.shape(texts)[0]
-        pieces = []
-        if self.add_start_token:
-            pieces.append(tf.fill([batch, 1], START_ID))
-        pieces.append(ids)
+        start = int(self.add_start_token)
+        budget = self.sequence_length - start - int(self.add_end_token)
+        dense = ids.to_tensor(default_value=PAD_ID, shape=[None, budget])  # (B, n)
+        if start:
+            dense = tf.pad(dense, [[0, 0], [1, 0]], constant_values=START_ID)
         if self.add_end_token:
-            pieces.append(tf.fill([batch, 1], END_ID))
-        if len(pieces) > 1:
-            ids = tf.concat(pieces, axis=1)
-        dense = ids.to_tensor(
-            default_value=PAD_ID, shape=[None, self.sequence_length]
-        )  # (B, sequence_length)
+            dense = tf.pad(dense, [[0, 0], [0, 1]], constant_values=PAD_ID)
+            # (B, sequence_length)
+            end_at = tf.minimum(tf.cast(ids.row_lengths(), tf.int32), budget) + start
+            columns = tf.range(self.sequence_length, dtype=tf.int32)
+            dense = tf.where(columns[None, :] == end_at[:, None], END_ID, dense)
         return dense[0] if scalar else dense
 
+    @_no_autograph
     def detokenize(self, ids):
         """Token ids back to text.
 
@@ -413,6 +442,7 @@ class StringTokenizer(keras.layers.Layer):
         return text[0] if scalar else text
 
     # -------------------------------------------------------------- Keras
+    @_no_autograph
     def call(self, inputs):
         return self.tokenize(inputs)
 
@@ -447,3 +477,83 @@ class StringTokenizer(keras.layers.Layer):
 
     def _join_tokens(self, tokens):
         raise NotImplementedError
+
+    def _render(self, texts):
+        raise NotImplementedError
+
+
+def fit_tokenizer(
+    texts,
+    kind="wordpiece",
+    vocabulary_size=4000,
+    sequence_length=None,
+    lowercase=True,
+    strip_accents=False,
+    add_start_token=False,
+    add_end_token=False,
+):
+    """Build a vocabulary on `texts` and return a tokenizer using it.
+
+    Args:
+        texts: a list of strings or a `tf.data.Dataset` of strings.
+        kind: `"wordpiece"` (`WordPieceTokenizer`) or `"character"`
+            (`CharacterTokenizer`).
+        vocabulary_size: maximum vocabulary size, reserved tokens included.
+        sequence_length: padded length of the tokenizer output; `None` takes
+            the longest tokenized text of `texts` plus the start/end tokens.
+        lowercase: lower-case the text (vocabulary and tokenizer).
+        strip_accents: strip accents (vocabulary and tokenizer).
+        add_start_token: the tokenizer puts `[START]` first.
+        add_end_token: the tokenizer puts `[END]` last.
+
+    Returns:
+        a `WordPieceTokenizer` or `CharacterTokenizer`.
+
+    Raises:
+        ValueError: for empty `texts`, an unknown `kind` or invalid sizes.
+
+    Example:
+
+    ```python
+    from keras_attention.data import fit_tokenizer
+    tokenizer = fit_tokenizer(["a rose is a rose"] * 5, kind="character")
+    tokenizer.sequence_length, tokenizer.vocabulary_size
+    ```
+    """
+    from keras_attention.data import character_tokenizer
+    from keras_attention.data import wordpiece_tokenizer
+
+    validation.check_one_of(kind, "kind", ("wordpiece", "character"))
+    if kind == "wordpiece":
+        vocabulary = wordpiece_tokenizer.build_wordpiece_vocabulary(
+            texts, vocabulary_size, lowercase=lowercase, strip_accents=strip_accents
+        )
+        cls = wordpiece_tokenizer.WordPieceTokenizer
+    else:
+        vocabulary = character_tokenizer.build_character_vocabulary(
+            texts,
+            max_size=vocabulary_size,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+        )
+        cls = character_tokenizer.CharacterTokenizer
+    if sequence_length is None:
+        probe = cls(
+            vocabulary,
+            sequence_length=1,
+            lowercase=lowercase,
+            strip_accents=strip_accents,
+        )
+        longest = 0
+        for batch in _texts_dataset(texts, "texts"):
+            lengths = probe.tokenize_ragged(batch).row_lengths()  # (B,)
+            longest = max(longest, int(tf.reduce_max(tf.concat([lengths, [0]], 0))))
+        sequence_length = max(longest, 1) + int(add_start_token) + int(add_end_token)
+    return cls(
+        vocabulary,
+        sequence_length=sequence_length,
+        lowercase=lowercase,
+        strip_accents=strip_accents,
+        add_start_token=add_start_token,
+        add_end_token=add_end_token,
+    )

@@ -21,10 +21,6 @@ import random
 import tensorflow as tf
 
 from keras_attention.data import tokenizers
-from keras_attention.data.character_tokenizer import CharacterTokenizer
-from keras_attention.data.character_tokenizer import build_character_vocabulary
-from keras_attention.data.wordpiece_tokenizer import WordPieceTokenizer
-from keras_attention.data.wordpiece_tokenizer import build_wordpiece_vocabulary
 from keras_attention.utils import validation
 
 _ONES = (
@@ -106,7 +102,10 @@ def year_in_words(year, style=0):
         if rest == 0:
             forms = ["nineteen hundred"]
         elif rest < 10:
-            forms = [f"nineteen oh {_ONES[rest]}", f"nineteen hundred and {_ONES[rest]}"]
+            forms = [
+                f"nineteen oh {_ONES[rest]}",
+                f"nineteen hundred and {_ONES[rest]}",
+            ]
         else:
             forms = [f"nineteen {_cardinal(rest)}"]
     else:
@@ -375,6 +374,7 @@ def make_translation_dataset(
         dataset = dataset.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
 
+    @tf.autograph.experimental.do_not_convert
     def encode(source, target):
         source_ids = source_tokenizer.tokenize(source)  # (B, S)
         target_ids = target_tokenizer.tokenize(target)  # (B, L)
@@ -382,40 +382,6 @@ def make_translation_dataset(
 
     return dataset.map(encode, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE
-    )
-
-
-def _fit_tokenizer(texts, kind, vocabulary_size, sequence_length, lowercase,
-                   strip_accents, specials):
-    validation.check_one_of(kind, "kind", ("wordpiece", "character"))
-    if kind == "wordpiece":
-        vocabulary = build_wordpiece_vocabulary(
-            texts, vocabulary_size, lowercase=lowercase, strip_accents=strip_accents
-        )
-        cls = WordPieceTokenizer
-    else:
-        vocabulary = build_character_vocabulary(
-            texts, max_size=vocabulary_size, lowercase=lowercase,
-            strip_accents=strip_accents,
-        )
-        cls = CharacterTokenizer
-    if sequence_length is None:
-        probe = cls(
-            vocabulary, sequence_length=1, lowercase=lowercase,
-            strip_accents=strip_accents,
-        )
-        longest = 0
-        for batch in tokenizers._texts_dataset(texts):
-            lengths = probe.tokenize_ragged(batch).row_lengths()  # (B,)
-            longest = max(longest, int(tf.reduce_max(tf.concat([lengths, [0]], 0))))
-        sequence_length = max(longest, 1) + specials
-    return cls(
-        vocabulary,
-        sequence_length=sequence_length,
-        lowercase=lowercase,
-        strip_accents=strip_accents,
-        add_start_token=specials == 2,
-        add_end_token=specials == 2,
     )
 
 
@@ -467,13 +433,23 @@ def translation_tokenizers(
     dataset = _pairs_dataset(pairs)
     sources = dataset.map(lambda s, t: s)
     targets = dataset.map(lambda s, t: t)
-    source = _fit_tokenizer(
-        sources, source_kind, vocabulary_size, source_sequence_length,
-        lowercase, strip_accents, specials=0,
+    source = tokenizers.fit_tokenizer(
+        sources,
+        kind=source_kind,
+        vocabulary_size=vocabulary_size,
+        sequence_length=source_sequence_length,
+        lowercase=lowercase,
+        strip_accents=strip_accents,
     )
-    target = _fit_tokenizer(
-        targets, target_kind, vocabulary_size, target_sequence_length,
-        lowercase, strip_accents, specials=2,
+    target = tokenizers.fit_tokenizer(
+        targets,
+        kind=target_kind,
+        vocabulary_size=vocabulary_size,
+        sequence_length=target_sequence_length,
+        lowercase=lowercase,
+        strip_accents=strip_accents,
+        add_start_token=True,
+        add_end_token=True,
     )
     return source, target
 
@@ -495,9 +471,12 @@ class TranslationData:
     Example:
 
     ```python
-    from keras_attention.data import date_translation_task
-    data = date_translation_task(num_train=32, num_validation=8, num_test=8)
-    data.test_pairs[0]
+    from keras_attention.data import prepare_translation_data
+    pairs = [("one", "un"), ("two", "deux")]
+    data = prepare_translation_data(
+        pairs, test_pairs=pairs, source_kind="character",
+        target_kind="character")
+    data.test_pairs[0], data.target_tokenizer.sequence_length
     ```
     """
 

@@ -115,7 +115,7 @@ def _wordpiece_ids(words, table, max_piece_chars):
     whole = tf.where(
         tf.strings.length(words, unit="UTF8_CHAR") <= MAX_CHARS_PER_WORD, whole, -1
     )
-    rest = tf.where(whole < 0)  # (R, 1)
+    rest = tf.cast(tf.where(whole < 0), tf.int32)  # (R, 1)
     pieces = _wordpiece_loop(
         tf.gather_nd(words, rest), table, max_piece_chars
     )  # (R, 1 + steps)
@@ -226,10 +226,15 @@ class WordPieceTokenizer(tokenizers.StringTokenizer):
 
     def _split_ids(self, texts):
         words = split_words(texts)  # (B, W)
-        ids = _wordpiece_ids(words.flat_values, self._token_table, self._max_piece_chars)
+        ids = _wordpiece_ids(
+            words.flat_values, self._token_table, self._max_piece_chars
+        )  # (N words, None)
         return tf.RaggedTensor.from_row_splits(
             ids.values, tf.gather(ids.row_splits, words.row_splits)
         )  # (B, None)
+
+    def _render(self, texts):
+        return tf.strings.reduce_join(split_words(texts), axis=-1, separator=" ")
 
     def _join_tokens(self, tokens):
         text = tf.strings.reduce_join(tokens, axis=-1, separator=" ")  # (B,)
@@ -302,10 +307,14 @@ def build_wordpiece_vocabulary(
 
     accent_table = tokenizers._accent_table() if strip_accents else None
     dataset = tokenizers._texts_dataset(data)
-    dataset = dataset.map(
-        lambda t: split_words(tokenizers._standardize(t, lowercase, accent_table))
-        .flat_values
-    )
+
+    @tokenizers._no_autograph
+    def words_of(texts):
+        return split_words(
+            tokenizers._standardize(texts, lowercase, accent_table)
+        ).flat_values
+
+    dataset = dataset.map(words_of)
     counts = collections.Counter()
     for words in dataset.as_numpy_iterator():
         counts.update(words.tolist())
@@ -316,11 +325,30 @@ def build_wordpiece_vocabulary(
             "with at least one word. Received: only empty texts"
         )
     word_counts = sorted(counts.items())
-    vocabulary = learner.learn(
-        word_counts,
-        vocabulary_size,
-        list(tokenizers.RESERVED_TOKENS),
+    reserved = list(tokenizers.RESERVED_TOKENS)
+    params = learner.Params(
+        upper_thresh=int(1e7),
         lower_thresh=min_frequency,
+        num_iterations=4,
+        max_input_tokens=int(5e6),
         max_token_length=max_token_length,
+        max_unique_chars=1000,
+        vocab_size=vocabulary_size,
+        slack_ratio=0.05,
+        include_joiner_token=True,
+        joiner=SUFFIX_INDICATOR,
+        reserved_tokens=reserved,
     )
+    # The same steps as `learner.learn`, with one shortcut: when the lowest
+    # threshold already fits, its vocabulary is the largest that fits and
+    # the threshold binary search (a full learning pass per step) is skipped.
+    upper, lower = learner.get_search_threshs(
+        word_counts, params.upper_thresh, params.lower_thresh
+    )
+    words = learner.get_input_words(word_counts, reserved, max_token_length)
+    allowed = learner.get_allowed_chars(words, params.max_unique_chars)
+    words = learner.filter_input_words(words, allowed, params.max_input_tokens)
+    vocabulary = learner.learn_with_thresh(words, lower, params)
+    if len(vocabulary) > vocabulary_size:
+        vocabulary = learner.learn_binary_search(words, lower, upper, params)
     return list(vocabulary[:vocabulary_size])
