@@ -1,25 +1,20 @@
 """Bahdanau (additive) attention with learned query/key projections."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from keras_attention.layers.attention.attention_mask import compute_attention_mask
-from keras_attention.ops import masked_softmax
+from keras_attention.layers.attention.single_head_attention_base import (
+    SingleHeadAttentionBase,
+)
+from keras_attention.layers.attention.single_head_attention_base import (
+    clone_initializer,
+)
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
-from keras_attention.utils.validation import check_rank
-from keras_attention.utils.validation import check_rate
-
-
-def _clone(initializer):
-    """A fresh copy, so that sub-layers do not share a seeded initializer."""
-    return keras.initializers.get(keras.initializers.serialize(initializer))
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class AdditiveAttention(keras.layers.Layer):
+class AdditiveAttention(SingleHeadAttentionBase):
     """Additive attention of Bahdanau et al. (2015), with learned projections.
 
     Each query `q_t` is compared with each key `k_s` by a one-hidden-layer
@@ -94,38 +89,14 @@ class AdditiveAttention(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
         self.units = check_positive_int(units, "units", allow_none=True)
         self.use_bias = check_bool(use_bias, "use_bias")
-        self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (
-            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `seed`, expected an "
-                f"integer or None. Received: seed={seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.supports_masking = True
-        self.seed_generator = (
-            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
-        )
 
     def build(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        check_rank(query_shape, "query", 3)
-        check_rank(value_shape, "value", 3)
-        check_rank(key_shape, "key", 3)
-        if None not in (key_shape[1], value_shape[1]) and (
-            key_shape[1] != value_shape[1]
-        ):
-            raise ValueError(
-                "Received incompatible arguments `key` and `value`, expected "
-                "the same length (axis 1). Received: "
-                f"key.shape={tuple(key_shape)}, value.shape={tuple(value_shape)}"
-            )
+        key_shape = self._check_input_shapes(query_shape, value_shape, key_shape)
         units = self.units if self.units is not None else key_shape[-1]
         if units is None:
             raise ValueError(
@@ -136,7 +107,7 @@ class AdditiveAttention(keras.layers.Layer):
         self.query_dense = keras.layers.Dense(
             units,
             use_bias=False,
-            kernel_initializer=_clone(self.kernel_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
             dtype=self.dtype_policy,
             name="query_dense",
         )
@@ -144,8 +115,8 @@ class AdditiveAttention(keras.layers.Layer):
         self.key_dense = keras.layers.Dense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=_clone(self.kernel_initializer),
-            bias_initializer=_clone(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="key_dense",
         )
@@ -153,85 +124,18 @@ class AdditiveAttention(keras.layers.Layer):
         self.score_vector = self.add_weight(
             name="score_vector",
             shape=(units,),
-            initializer=_clone(self.kernel_initializer),
+            initializer=clone_initializer(self.kernel_initializer),
         )
         self.built = True
 
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )  # broadcasts to (B, 1, T, S)
+    def _logits(self, query, key):
         projected_query = self.query_dense(query)  # (B, T, U)
         projected_key = self.key_dense(key)  # (B, S, U)
         hidden = ops.tanh(
             ops.expand_dims(projected_query, 2)  # (B, T, 1, U)
             + ops.expand_dims(projected_key, 1)  # (B, 1, S, U)
         )  # (B, T, S, U)
-        logits = ops.einsum("btsu,u->bts", hidden, self.score_vector)  # (B, T, S)
-        weights = masked_softmax(ops.expand_dims(logits, 1), mask)  # (B, 1, T, S)
-        weights = ops.cast(ops.squeeze(weights, 1), self.compute_dtype)  # (B, T, S)
-        attended = weights
-        if training and self.dropout > 0:
-            attended = keras.random.dropout(
-                weights, self.dropout, seed=self.seed_generator
-            )
-        output = ops.einsum(
-            "bts,bsd->btd", attended, ops.cast(value, self.compute_dtype)
-        )  # (B, T, Dv)
-        if return_attention_scores:
-            return output, weights
-        return output
-
-    def compute_mask(self, query, previous_mask=None):
-        # The output is aligned with the query: it keeps the query's mask.
-        return previous_mask
-
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        return tuple(query_shape)[:-1] + (tuple(value_shape)[-1],)
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        output = keras.KerasTensor(
-            self.compute_output_shape(query.shape, value.shape),
-            dtype=self.compute_dtype,
-        )
-        if not return_attention_scores:
-            return output
-        scores = keras.KerasTensor(
-            (query.shape[0], query.shape[1], value.shape[1]),
-            dtype=self.compute_dtype,
-        )  # (B, T, S)
-        return output, scores
+        return ops.einsum("btsu,u->bts", hidden, self.score_vector)  # (B, T, S)
 
     def get_config(self):
         config = super().get_config()
@@ -239,8 +143,6 @@ class AdditiveAttention(keras.layers.Layer):
             {
                 "units": self.units,
                 "use_bias": self.use_bias,
-                "dropout": self.dropout,
-                "seed": self.seed,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),

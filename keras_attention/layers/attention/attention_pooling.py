@@ -1,24 +1,21 @@
 """Attention pooling: a learned query summarises a sequence into one vector."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from keras_attention.ops import masked_softmax
+from keras_attention.layers.attention.single_head_attention_base import (
+    AttentionWeightsBase,
+)
+from keras_attention.layers.attention.single_head_attention_base import (
+    clone_initializer,
+)
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rank
-from keras_attention.utils.validation import check_rate
-
-
-def _clone(initializer):
-    """A fresh copy, so that weights do not share a seeded initializer."""
-    return keras.initializers.get(keras.initializers.serialize(initializer))
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class AttentionPooling(keras.layers.Layer):
+class AttentionPooling(AttentionWeightsBase):
     """Pools a `(B, T, D)` sequence into a `(B, D)` vector with a learned query.
 
     The attention layer of Yang et al. (2016), split into heads. Each step
@@ -86,24 +83,11 @@ class AttentionPooling(keras.layers.Layer):
         bias_initializer="zeros",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
         self.num_heads = check_positive_int(num_heads, "num_heads")
-        self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (
-            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `seed`, expected an "
-                f"integer or None. Received: seed={seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
         self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.supports_masking = True
-        self.seed_generator = (
-            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
-        )
 
     def build(self, input_shape):
         check_rank(input_shape, "inputs", 3)
@@ -118,8 +102,8 @@ class AttentionPooling(keras.layers.Layer):
             dim,
             activation="tanh",
             use_bias=self.use_bias,
-            kernel_initializer=_clone(self.kernel_initializer),
-            bias_initializer=_clone(self.bias_initializer),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             dtype=self.dtype_policy,
             name="projection",
         )
@@ -127,7 +111,7 @@ class AttentionPooling(keras.layers.Layer):
         self.context = self.add_weight(
             name="context",
             shape=(self.num_heads, dim // self.num_heads),
-            initializer=_clone(self.kernel_initializer),
+            initializer=clone_initializer(self.kernel_initializer),
         )
         self.built = True
 
@@ -150,16 +134,12 @@ class AttentionPooling(keras.layers.Layer):
                     f"inputs.shape={tuple(inputs.shape)}"
                 )
             mask = ops.cast(mask, "bool")[:, None, :]  # (B, 1, T)
-        weights = masked_softmax(logits, mask)  # (B, H, T) float32
-        weights = ops.cast(weights, self.compute_dtype)
-        attended = weights
-        if training and self.dropout > 0:
-            attended = keras.random.dropout(
-                weights, self.dropout, seed=self.seed_generator
-            )
+        weights = self._attention_weights(logits, mask)  # (B, H, T)
         values = ops.reshape(ops.cast(inputs, self.compute_dtype), split)
         # values: (B, T, H, D/H)
-        pooled = ops.einsum("bht,bthd->bhd", attended, values)  # (B, H, D/H)
+        pooled = ops.einsum(
+            "bht,bthd->bhd", self._dropout_weights(weights, training), values
+        )  # (B, H, D/H)
         pooled = ops.reshape(pooled, (shape[0], inputs.shape[-1]))  # (B, D)
         if return_attention_scores:
             return pooled, weights
@@ -191,8 +171,6 @@ class AttentionPooling(keras.layers.Layer):
         config.update(
             {
                 "num_heads": self.num_heads,
-                "dropout": self.dropout,
-                "seed": self.seed,
                 "use_bias": self.use_bias,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer

@@ -1,28 +1,23 @@
 """Luong (multiplicative) attention: dot, general, concat and location scores."""
 
-import numbers
-
 import keras
 from keras import ops
 
-from keras_attention.layers.attention.attention_mask import compute_attention_mask
-from keras_attention.ops import masked_softmax
+from keras_attention.layers.attention.single_head_attention_base import (
+    SingleHeadAttentionBase,
+)
+from keras_attention.layers.attention.single_head_attention_base import (
+    clone_initializer,
+)
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
-from keras_attention.utils.validation import check_rank
-from keras_attention.utils.validation import check_rate
 
 SCORES = ("dot", "general", "concat", "location")
 
 
-def _clone(initializer):
-    """A fresh copy, so that weights do not share a seeded initializer."""
-    return keras.initializers.get(keras.initializers.serialize(initializer))
-
-
 @keras.saving.register_keras_serializable(package="keras_attention")
-class MultiplicativeAttention(keras.layers.Layer):
+class MultiplicativeAttention(SingleHeadAttentionBase):
     """Global attention of Luong et al. (2015) with its four score functions.
 
     For a query (target state) `h_t` and keys (source states) `h_s`:
@@ -109,7 +104,7 @@ class MultiplicativeAttention(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
         self.score = check_one_of(score, "score", SCORES)
         self.units = check_positive_int(units, "units", allow_none=True)
         self.sequence_length = check_positive_int(
@@ -122,20 +117,7 @@ class MultiplicativeAttention(keras.layers.Layer):
                 "`score='location'`. Received: sequence_length=None"
             )
         self.use_scale = check_bool(use_scale, "use_scale")
-        self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (
-            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `seed`, expected an "
-                f"integer or None. Received: seed={seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
-        self.supports_masking = True
-        self.seed_generator = (
-            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
-        )
 
     def _check_key_length(self, key_shape):
         length = key_shape[1]
@@ -149,18 +131,7 @@ class MultiplicativeAttention(keras.layers.Layer):
                 )
 
     def build(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        check_rank(query_shape, "query", 3)
-        check_rank(value_shape, "value", 3)
-        check_rank(key_shape, "key", 3)
-        if None not in (key_shape[1], value_shape[1]) and (
-            key_shape[1] != value_shape[1]
-        ):
-            raise ValueError(
-                "Received incompatible arguments `key` and `value`, expected "
-                "the same length (axis 1). Received: "
-                f"key.shape={tuple(key_shape)}, value.shape={tuple(value_shape)}"
-            )
+        key_shape = self._check_input_shapes(query_shape, value_shape, key_shape)
         self._check_key_length(key_shape)
         query_dim, key_dim = query_shape[-1], key_shape[-1]
         if self.score != "dot" and None in (query_dim, key_dim):
@@ -183,25 +154,25 @@ class MultiplicativeAttention(keras.layers.Layer):
             self.kernel = self.add_weight(
                 name="kernel",
                 shape=(query_dim, key_dim),
-                initializer=_clone(self.kernel_initializer),
+                initializer=clone_initializer(self.kernel_initializer),
             )
         elif self.score == "concat":
             units = self.units if self.units is not None else key_dim
             self.kernel = self.add_weight(
                 name="kernel",
                 shape=(query_dim + key_dim, units),
-                initializer=_clone(self.kernel_initializer),
+                initializer=clone_initializer(self.kernel_initializer),
             )
             self.score_vector = self.add_weight(
                 name="score_vector",
                 shape=(units,),
-                initializer=_clone(self.kernel_initializer),
+                initializer=clone_initializer(self.kernel_initializer),
             )
         else:  # location
             self.kernel = self.add_weight(
                 name="kernel",
                 shape=(query_dim, self.sequence_length),
-                initializer=_clone(self.kernel_initializer),
+                initializer=clone_initializer(self.kernel_initializer),
             )
         if self.use_scale:
             self.learned_scale = self.add_weight(
@@ -210,6 +181,12 @@ class MultiplicativeAttention(keras.layers.Layer):
         self.built = True
 
     def _logits(self, query, key):
+        logits = self._score_logits(query, key)  # (B, T, S)
+        if self.use_scale:
+            logits = logits * ops.cast(self.learned_scale, logits.dtype)
+        return logits
+
+    def _score_logits(self, query, key):
         if self.score == "dot":
             return ops.einsum("btd,bsd->bts", query, key)  # (B, T, S)
         if self.score == "general":
@@ -228,83 +205,11 @@ class MultiplicativeAttention(keras.layers.Layer):
             hidden = ops.tanh(
                 ops.expand_dims(query_part, 2) + ops.expand_dims(key_part, 1)
             )  # (B, T, S, U)
-            return ops.einsum("btsu,u->bts", hidden, self.score_vector)
+            return ops.einsum("btsu,u->bts", hidden, self.score_vector)  # (B, T, S)
         # location: logits over the maximum source length, sliced to S.
         self._check_key_length(key.shape)
         logits = ops.einsum("btq,ql->btl", query, self.kernel)  # (B, T, L)
         return logits[:, :, : ops.shape(key)[1]]  # (B, T, S)
-
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )  # broadcasts to (B, 1, T, S)
-        logits = self._logits(query, key)  # (B, T, S)
-        if self.use_scale:
-            logits = logits * ops.cast(self.learned_scale, logits.dtype)
-        weights = masked_softmax(ops.expand_dims(logits, 1), mask)  # (B, 1, T, S)
-        weights = ops.cast(ops.squeeze(weights, 1), self.compute_dtype)  # (B, T, S)
-        attended = weights
-        if training and self.dropout > 0:
-            attended = keras.random.dropout(
-                weights, self.dropout, seed=self.seed_generator
-            )
-        output = ops.einsum(
-            "bts,bsd->btd", attended, ops.cast(value, self.compute_dtype)
-        )  # (B, T, Dv)
-        if return_attention_scores:
-            return output, weights
-        return output
-
-    def compute_mask(self, query, previous_mask=None):
-        # The output is aligned with the query: it keeps the query's mask.
-        return previous_mask
-
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        return tuple(query_shape)[:-1] + (tuple(value_shape)[-1],)
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        output = keras.KerasTensor(
-            self.compute_output_shape(query.shape, value.shape),
-            dtype=self.compute_dtype,
-        )
-        if not return_attention_scores:
-            return output
-        scores = keras.KerasTensor(
-            (query.shape[0], query.shape[1], value.shape[1]),
-            dtype=self.compute_dtype,
-        )  # (B, T, S)
-        return output, scores
 
     def get_config(self):
         config = super().get_config()
@@ -314,8 +219,6 @@ class MultiplicativeAttention(keras.layers.Layer):
                 "units": self.units,
                 "sequence_length": self.sequence_length,
                 "use_scale": self.use_scale,
-                "dropout": self.dropout,
-                "seed": self.seed,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),

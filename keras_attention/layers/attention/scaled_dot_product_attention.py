@@ -1,21 +1,20 @@
 """Single-head scaled dot-product attention layer."""
 
 import math
-import numbers
 
 import keras
 from keras import ops
 
-from keras_attention.layers.attention.attention_mask import compute_attention_mask
+from keras_attention.layers.attention.single_head_attention_base import (
+    SingleHeadAttentionBase,
+)
 from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_float
-from keras_attention.utils.validation import check_rank
-from keras_attention.utils.validation import check_rate
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class ScaledDotProductAttention(keras.layers.Layer):
+class ScaledDotProductAttention(SingleHeadAttentionBase):
     """Single-head scaled dot-product attention, `softmax(Q K^T * s) V`.
 
     The attention of Vaswani et al. (2017) without projections or heads:
@@ -78,28 +77,12 @@ class ScaledDotProductAttention(keras.layers.Layer):
     """
 
     def __init__(self, scale=None, use_scale=False, dropout=0.0, seed=None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(dropout=dropout, seed=seed, **kwargs)
         self.scale = check_positive_float(scale, "scale", allow_none=True)
         self.use_scale = check_bool(use_scale, "use_scale")
-        self.dropout = check_rate(dropout, "dropout")
-        if seed is not None and (
-            not isinstance(seed, numbers.Integral) or isinstance(seed, bool)
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `seed`, expected an "
-                f"integer or None. Received: seed={seed!r}"
-            )
-        self.seed = None if seed is None else int(seed)
-        self.supports_masking = True
-        self.seed_generator = (
-            keras.random.SeedGenerator(self.seed) if self.dropout > 0 else None
-        )
 
     def build(self, query_shape, value_shape, key_shape=None):
-        key_shape = value_shape if key_shape is None else key_shape
-        check_rank(query_shape, "query", 3)
-        check_rank(value_shape, "value", 3)
-        check_rank(key_shape, "key", 3)
+        key_shape = self._check_input_shapes(query_shape, value_shape, key_shape)
         if None not in (query_shape[-1], key_shape[-1]) and (
             query_shape[-1] != key_shape[-1]
         ):
@@ -108,43 +91,14 @@ class ScaledDotProductAttention(keras.layers.Layer):
                 "the same feature size (last axis). Received: "
                 f"query.shape={tuple(query_shape)}, key.shape={tuple(key_shape)}"
             )
-        if None not in (key_shape[1], value_shape[1]) and (
-            key_shape[1] != value_shape[1]
-        ):
-            raise ValueError(
-                "Received incompatible arguments `key` and `value`, expected "
-                "the same length (axis 1). Received: "
-                f"key.shape={tuple(key_shape)}, value.shape={tuple(value_shape)}"
-            )
         if self.use_scale:
             self.learned_scale = self.add_weight(
                 name="learned_scale", shape=(), initializer="ones"
             )
         self.built = True
 
-    def call(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        key = value if key is None else key
-        mask = compute_attention_mask(
-            query,
-            value,
-            query_mask=query_mask,
-            value_mask=value_mask,
-            key_mask=key_mask,
-            attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-        )  # broadcasts to (B, 1, T, S)
+    def _attend(self, query, key, value, mask, training):
+        # The ops kernel with a single head: each input gains a head axis.
         scale = self.scale
         if scale is None:
             scale = 1.0 / math.sqrt(query.shape[-1])
@@ -162,50 +116,9 @@ class ScaledDotProductAttention(keras.layers.Layer):
             return_weights=True,
         )  # (B, T, 1, Dv), (B, 1, T, S)
         output = ops.squeeze(output, axis=2)  # (B, T, Dv)
-        if return_attention_scores:
-            return output, ops.squeeze(scores, axis=1)  # (B, T, S)
-        return output
-
-    def compute_mask(self, query, previous_mask=None):
-        # The output is aligned with the query: it keeps the query's mask.
-        return previous_mask
-
-    def compute_output_shape(self, query_shape, value_shape, key_shape=None):
-        return tuple(query_shape)[:-1] + (tuple(value_shape)[-1],)
-
-    def compute_output_spec(
-        self,
-        query,
-        value,
-        key=None,
-        query_mask=None,
-        value_mask=None,
-        key_mask=None,
-        attention_mask=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        output = keras.KerasTensor(
-            self.compute_output_shape(query.shape, value.shape),
-            dtype=self.compute_dtype,
-        )
-        if not return_attention_scores:
-            return output
-        scores = keras.KerasTensor(
-            (query.shape[0], query.shape[1], value.shape[1]),
-            dtype=self.compute_dtype,
-        )  # (B, T, S)
-        return output, scores
+        return output, ops.squeeze(scores, axis=1)  # (B, T, S)
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "scale": self.scale,
-                "use_scale": self.use_scale,
-                "dropout": self.dropout,
-                "seed": self.seed,
-            }
-        )
+        config.update({"scale": self.scale, "use_scale": self.use_scale})
         return config
