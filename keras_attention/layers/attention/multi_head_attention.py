@@ -1,5 +1,6 @@
 """Multi-head attention with grouped heads, position-bias and rotary hooks, KV cache."""
 
+import inspect
 import math
 import numbers
 import string
@@ -8,13 +9,18 @@ import keras
 from keras import ops
 
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
+from keras_attention.ops import blockwise_attention
 from keras_attention.ops import merge_masks
 from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_last_dim
+from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rank
 from keras_attention.utils.validation import check_rate
+
+
+ATTENTION_IMPLEMENTATIONS = ("auto", "full", "blockwise", "fused")
 
 
 def _is_int(value):
@@ -28,6 +34,15 @@ def _shape(x):
 def _known_mismatch(got, expected):
     """True when two static sizes are both known and differ."""
     return got is not None and expected is not None and got != expected
+
+
+def _takes_implementation(cls):
+    """Whether `cls.__init__` names `attention_implementation`.
+
+    Subclasses with their own attention maths (efficient kernels) do not
+    list it, and then it is not part of their config.
+    """
+    return "attention_implementation" in inspect.signature(cls.__init__).parameters
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -66,6 +81,18 @@ class MultiHeadAttention(keras.layers.Layer):
       returns a zero context (so the layer outputs the output-projection
       bias there), where `keras.layers.MultiHeadAttention` spreads uniform
       weights over all keys. Mask fill values are float16-safe.
+    - `attention_implementation` picks how the attention itself is computed
+      (same result up to float rounding): `"full"` forms the `(B, H, T, S)`
+      weights (`keras_attention.ops.scaled_dot_product_attention`);
+      `"blockwise"` is exact attention in `O(T + S)` memory with an online
+      softmax and a recomputing backward pass
+      (`keras_attention.ops.blockwise_attention`), for long sequences;
+      `"fused"` calls the backend's `keras.ops.dot_product_attention` (cuDNN
+      / flash kernels on JAX and PyTorch GPUs); `"auto"` (default) uses
+      `"fused"` on JAX and PyTorch and `"full"` on TensorFlow.
+      `"blockwise"` and `"fused"` apply no attention dropout (they require
+      `dropout=0`); a call with `return_attention_scores=True`, and an
+      `"auto"` call with active dropout, take the `"full"` path.
 
     Args:
         num_heads: number of query heads H.
@@ -89,6 +116,8 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel_regularizer: regularizer of the projection kernels.
         bias_regularizer: regularizer of the projection biases.
         seed: optional integer seed of the attention dropout.
+        attention_implementation: `"auto"`, `"full"`, `"blockwise"` or
+            `"fused"`, see above.
 
     Call arguments:
         query: `(B, T, features)` tensor.
@@ -131,7 +160,9 @@ class MultiHeadAttention(keras.layers.Layer):
     Raises:
         ValueError: on invalid constructor arguments (`num_heads=0`,
             `key_dim <= 0`, `dropout` outside `[0, 1)`, `num_key_value_heads`
-            not dividing `num_heads`, ...), inputs that are not rank 3, masks
+            not dividing `num_heads`, an unknown `attention_implementation`
+            or `"blockwise"` / `"fused"` with `dropout > 0`, ...), inputs
+            that are not rank 3, masks
             or biases whose shapes do not fit `(B, H, T, S)`, and a `cache`
             or `cache_index` that does not fit the layer or the inputs.
 
@@ -176,6 +207,7 @@ class MultiHeadAttention(keras.layers.Layer):
         kernel_regularizer=None,
         bias_regularizer=None,
         seed=None,
+        attention_implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -203,6 +235,19 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"integer or None. Received: seed={seed!r}"
             )
         self.seed = seed
+        self.attention_implementation = check_one_of(
+            attention_implementation,
+            "attention_implementation",
+            ATTENTION_IMPLEMENTATIONS,
+        )
+        if attention_implementation in ("blockwise", "fused") and self.dropout > 0:
+            raise ValueError(
+                "Received incompatible arguments `attention_implementation` and "
+                f"`dropout`: the {attention_implementation!r} implementation "
+                "applies no attention dropout, expected dropout=0. Received: "
+                f"attention_implementation={attention_implementation!r}, "
+                f"dropout={self.dropout}"
+            )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
@@ -624,29 +669,56 @@ class MultiHeadAttention(keras.layers.Layer):
                     ops.less(positions, filled), (1, 1, 1, -1)
                 )  # (1, 1, 1, S_max)
 
-        mask = compute_attention_mask(
-            query,
-            key_proj,
+        masks = dict(
             query_mask=query_mask,
             value_mask=value_mask,
             key_mask=key_mask,
             attention_mask=attention_mask,
-            use_causal_mask=use_causal_mask,
-            causal_offset=start,
         )
-        mask = merge_masks(mask, valid_keys)
-        attended = scaled_dot_product_attention(
-            query_proj,
-            key_proj,
-            value_proj,
-            mask=mask,
-            bias=attention_bias,
-            scale=1.0 / math.sqrt(self.key_dim),
-            dropout=self.dropout,
-            seed=self.seed_generator,
-            training=bool(training),
-            return_weights=return_attention_scores,
-        )
+        implementation = self._implementation(return_attention_scores, training)
+        if implementation == "blockwise":
+            attended = self._blockwise_attention(
+                query, query_proj, key_proj, value_proj, masks, valid_keys,
+                attention_bias, use_causal_mask, start,
+            )
+        else:
+            # The fused kernel's own causal mask (top-left aligned) serves
+            # when nothing else masks; otherwise the causal mask is merged
+            # so that fully masked rows are known (and zeroed).
+            native_causal = (
+                implementation == "fused"
+                and use_causal_mask
+                and _is_int(start)
+                and start == 0
+                and valid_keys is None
+                and all(m is None for m in masks.values())
+            )
+            mask = compute_attention_mask(
+                query,
+                key_proj,
+                use_causal_mask=use_causal_mask and not native_causal,
+                causal_offset=start,
+                **masks,
+            )
+            mask = merge_masks(mask, valid_keys)
+            if implementation == "fused":
+                attended = self._fused_attention(
+                    query_proj, key_proj, value_proj, mask, attention_bias,
+                    native_causal,
+                )
+            else:
+                attended = scaled_dot_product_attention(
+                    query_proj,
+                    key_proj,
+                    value_proj,
+                    mask=mask,
+                    bias=attention_bias,
+                    scale=1.0 / math.sqrt(self.key_dim),
+                    dropout=self.dropout,
+                    seed=self.seed_generator,
+                    training=bool(training),
+                    return_weights=return_attention_scores,
+                )
         scores = None
         if return_attention_scores:
             attended, scores = attended  # (B, T, H, Dv), (B, H, T, S)
@@ -658,6 +730,75 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             results += (new_cache,)
         return results[0] if len(results) == 1 else results
+
+    # ------------------------------------------------------------------ #
+    # Attention implementations
+    # ------------------------------------------------------------------ #
+    def _implementation(self, return_attention_scores, training):
+        """The path of one call: "full", "blockwise" or "fused"."""
+        if return_attention_scores:
+            return "full"  # the weights are the full matrix
+        choice = self.attention_implementation
+        if choice != "auto":
+            return choice
+        if keras.backend.backend() in ("jax", "torch") and not (
+            training and self.dropout > 0
+        ):
+            return "fused"
+        return "full"
+
+    def _blockwise_attention(self, query, query_proj, key_proj, value_proj,
+                             masks, valid_keys, attention_bias,
+                             use_causal_mask, start):
+        # Each mask is built by the shared helper but kept separate: the
+        # blockwise kernel ANDs them block by block, so `(B, 1, T, 1)` and
+        # `(B, 1, 1, S)` token masks never broadcast to `(B, 1, T, S)`, and
+        # the causal mask is generated per block.
+        parts = [
+            compute_attention_mask(query, key_proj, **{name: value})
+            for name, value in masks.items()
+            if value is not None
+        ]
+        return blockwise_attention(
+            query_proj,
+            key_proj,
+            value_proj,
+            mask=[m for m in parts + [valid_keys] if m is not None],
+            bias=attention_bias,
+            causal=bool(use_causal_mask),
+            causal_offset=start,
+            scale=1.0 / math.sqrt(self.key_dim),
+        )  # (B, T, H, Dv)
+
+    def _fused_attention(self, query_proj, key_proj, value_proj, mask, bias,
+                         is_causal):
+        """`keras.ops.dot_product_attention`, with zero rows where no key is
+        attendable (the backend kernels give such rows uniform weights)."""
+        if mask is not None:
+            while len(mask.shape) < 4:
+                mask = ops.expand_dims(mask, 0)  # (B|1, H|1, T|1, S)
+        if (
+            keras.backend.backend() == "tensorflow"
+            and self._kv_heads == 1
+            and self.num_heads > 1
+        ):
+            # Keras' TensorFlow kernel repeats grouped heads only for K > 1.
+            key_proj = ops.repeat(key_proj, self.num_heads, axis=2)  # (B, S, H, D)
+            value_proj = ops.repeat(value_proj, self.num_heads, axis=2)  # (B, S, H, Dv)
+        attended = ops.dot_product_attention(
+            query_proj,
+            key_proj,
+            value_proj,
+            bias=None if bias is None else ops.cast(bias, query_proj.dtype),
+            mask=mask,
+            scale=1.0 / math.sqrt(self.key_dim),
+            is_causal=is_causal,
+        )  # (B, T, H, Dv)
+        if mask is None:
+            return attended
+        any_key = ops.any(mask, axis=-1)  # (B|1, H|1, T|1)
+        any_key = ops.transpose(any_key, (0, 2, 1))[..., None]  # (B|1, T|1, H|1, 1)
+        return attended * ops.cast(any_key, attended.dtype)
 
     def compute_mask(self, query, previous_mask=None):
         """The output keeps the query's padding mask."""
@@ -738,6 +879,8 @@ class MultiHeadAttention(keras.layers.Layer):
                 "seed": self.seed,
             }
         )
+        if _takes_implementation(type(self)):
+            config["attention_implementation"] = self.attention_implementation
         return config
 
     @classmethod

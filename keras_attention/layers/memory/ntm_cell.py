@@ -72,9 +72,10 @@ class NTMCell(keras.layers.Layer):
     default constant initialisation.
 
     Args:
-        units: positive int, size of the controller output.
-        memory_size: positive int, N, the number of memory slots.
-        memory_width: positive int, W, the size of each slot.
+        controller_units: positive int, size of the controller output
+            (100, as in Graves et al.'s copy experiments, by default).
+        memory_size: positive int, N, the number of memory slots (128).
+        memory_width: positive int, W, the size of each slot (20).
         num_read_heads: positive int, R, the number of read heads.
         num_write_heads: positive int, K, the number of write heads.
         shift_range: non-negative int; the shift offsets are
@@ -92,7 +93,7 @@ class NTMCell(keras.layers.Layer):
         output_dim: positive int or `None`. When set, the output is a linear
             projection of the controller output and the read vectors to this
             size (logits); when `None` the output is their concatenation, of
-            size `units + R * W`.
+            size `controller_units + R * W`.
         return_weightings: bool. When `True` the read weightings `(R * N)`
             and the write weightings `(K * N)` of the step are appended to
             the output (the `NTM` layer splits them off again).
@@ -145,9 +146,9 @@ class NTMCell(keras.layers.Layer):
 
     def __init__(
         self,
-        units,
-        memory_size,
-        memory_width,
+        controller_units=100,
+        memory_size=128,
+        memory_width=20,
         num_read_heads=1,
         num_write_heads=1,
         shift_range=1,
@@ -168,7 +169,7 @@ class NTMCell(keras.layers.Layer):
         # (the states) to the compute dtype; `call` casts the inputs itself.
         kwargs["autocast"] = False
         super().__init__(**kwargs)
-        self.units = validation.check_positive_int(units, "units")
+        self.controller_units = validation.check_positive_int(controller_units, "controller_units")
         self.memory_size = validation.check_positive_int(memory_size, "memory_size")
         self.memory_width = validation.check_positive_int(
             memory_width, "memory_width"
@@ -246,7 +247,7 @@ class NTMCell(keras.layers.Layer):
             self.num_heads * self.memory_size,
         ]
         if self.controller == "lstm":
-            return [self.units, self.units, *sizes]
+            return [self.controller_units, self.controller_units, *sizes]
         return sizes
 
     @property
@@ -260,7 +261,7 @@ class NTMCell(keras.layers.Layer):
 
     @property
     def output_size(self):
-        size = self.output_dim or (self.units + self._read_size)
+        size = self.output_dim or (self.controller_units + self._read_size)
         if self.return_weightings:
             size += self.num_heads * self.memory_size
         return size
@@ -278,7 +279,7 @@ class NTMCell(keras.layers.Layer):
         controller_input = (None, self.input_dim + self._read_size)
         if self.controller == "lstm":
             self.controller_layer = keras.layers.LSTMCell(
-                self.units,
+                self.controller_units,
                 kernel_initializer=self.kernel_initializer,
                 recurrent_initializer=self.recurrent_initializer,
                 bias_initializer=self.bias_initializer,
@@ -287,7 +288,7 @@ class NTMCell(keras.layers.Layer):
             )
         else:
             self.controller_layer = keras.layers.Dense(
-                self.units,
+                self.controller_units,
                 activation="relu",
                 kernel_initializer=self.kernel_initializer,
                 bias_initializer=self.bias_initializer,
@@ -302,7 +303,7 @@ class NTMCell(keras.layers.Layer):
             dtype=self.dtype_policy,
             name="head_parameters",
         )
-        self.head_parameters.build((None, self.units))
+        self.head_parameters.build((None, self.controller_units))
         if self.output_dim is not None:
             self.output_projection = keras.layers.Dense(
                 self.output_dim,
@@ -311,7 +312,7 @@ class NTMCell(keras.layers.Layer):
                 dtype=self.dtype_policy,
                 name="output_projection",
             )
-            self.output_projection.build((None, self.units + self._read_size))
+            self.output_projection.build((None, self.controller_units + self._read_size))
         # Memory-maths weights are read in float32 (autocast=False).
         self.initial_read = self.add_weight(
             shape=(self.num_read_heads, self.memory_width),
@@ -374,7 +375,7 @@ class NTMCell(keras.layers.Layer):
         )  # (B, H * N)
         states = [memory, reads, weightings]
         if self.controller == "lstm":
-            zeros = ops.zeros((batch_size, self.units), dtype=self.compute_dtype)
+            zeros = ops.zeros((batch_size, self.controller_units), dtype=self.compute_dtype)
             states = [zeros, ops.zeros_like(zeros), *states]
         return states
 
@@ -498,7 +499,7 @@ class NTMCell(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "units": self.units,
+                "controller_units": self.controller_units,
                 "memory_size": self.memory_size,
                 "memory_width": self.memory_width,
                 "num_read_heads": self.num_read_heads,

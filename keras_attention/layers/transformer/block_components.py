@@ -6,9 +6,18 @@ so a new attention kernel or positional scheme plugs into every block by a
 registry entry instead of a new block class.
 """
 
+import inspect
+
 import keras
 
+from keras_attention.layers.attention.big_bird_attention import BigBirdAttention
+from keras_attention.layers.attention.linformer_attention import LinformerAttention
+from keras_attention.layers.attention.local_attention import LocalAttention
+from keras_attention.layers.attention.multi_head_attention import (
+    ATTENTION_IMPLEMENTATIONS,
+)
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.layers.attention.performer_attention import PerformerAttention
 from keras_attention.layers.position import ALiBiBias
 from keras_attention.layers.position import RelativePositionBias
 from keras_attention.layers.position import RotaryEmbedding
@@ -19,7 +28,13 @@ POSITION_SCHEMES = (None, "rotary", "relative", "alibi")
 
 # name -> attention layer class. Every class takes the constructor arguments
 # of `MultiHeadAttention` used below and is called like it.
-ATTENTION_KERNELS = {"dot_product": MultiHeadAttention}
+ATTENTION_KERNELS = {
+    "dot_product": MultiHeadAttention,
+    "performer": PerformerAttention,
+    "linformer": LinformerAttention,
+    "local": LocalAttention,
+    "big_bird": BigBirdAttention,
+}
 
 
 def register_attention_kernel(name, layer_cls):
@@ -78,8 +93,14 @@ def make_attention(
     bias_initializer,
     dtype,
     name,
+    attention_implementation="auto",
 ):
     """Build the attention sub-layer for `kernel`."""
+    extra = {}
+    if attention_implementation != "auto":
+        # Only kernels that name the argument (see
+        # check_attention_implementation) receive it.
+        extra["attention_implementation"] = attention_implementation
     return ATTENTION_KERNELS[kernel](
         num_heads=num_heads,
         key_dim=key_dim,
@@ -90,7 +111,43 @@ def make_attention(
         bias_initializer=keras.initializers.serialize(bias_initializer),
         dtype=dtype,
         name=name,
+        **extra,
     )
+
+
+def check_attention_implementation(attention_implementation, kernel, dropout):
+    """Validate a block's `attention_implementation` against its kernel.
+
+    Anything but `"auto"` needs a kernel class whose constructor names
+    `attention_implementation` (`MultiHeadAttention`), and `"blockwise"` /
+    `"fused"` need an attention dropout of 0.
+    """
+    check_one_of(
+        attention_implementation, "attention_implementation",
+        ATTENTION_IMPLEMENTATIONS,
+    )
+    if attention_implementation == "auto":
+        return attention_implementation
+    layer_cls = ATTENTION_KERNELS[kernel]
+    if "attention_implementation" not in inspect.signature(layer_cls.__init__).parameters:
+        raise ValueError(
+            "Received incompatible arguments `attention_implementation` and "
+            f"`attention_kernel`: {layer_cls.__name__} has no "
+            "`attention_implementation` option, expected "
+            "attention_implementation='auto'. Received: "
+            f"attention_implementation={attention_implementation!r}, "
+            f"attention_kernel={kernel!r}"
+        )
+    if attention_implementation in ("blockwise", "fused") and dropout > 0:
+        raise ValueError(
+            "Received incompatible arguments `attention_implementation` and "
+            "the attention dropout: the "
+            f"{attention_implementation!r} implementation applies no attention "
+            "dropout, expected attention_dropout=0 (it defaults to `dropout`). "
+            f"Received: attention_implementation={attention_implementation!r}, "
+            f"attention dropout={dropout}"
+        )
+    return attention_implementation
 
 
 def make_position_bias(position_scheme, num_heads, bidirectional, dtype, name):

@@ -37,6 +37,7 @@ class TransformerBlockBase(keras.layers.Layer):
         attention_kernel="dot_product",
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
+        attention_implementation="auto",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -63,6 +64,11 @@ class TransformerBlockBase(keras.layers.Layer):
         self.attention_kernel = attention_kernel
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.attention_implementation = parts.check_attention_implementation(
+            attention_implementation,
+            attention_kernel,
+            self.dropout if self.attention_dropout is None else self.attention_dropout,
+        )
         # Fail at construction on a bad activation, not at build.
         FeedForward(intermediate_dim=self.intermediate_dim, activation=activation)
         self.supports_masking = True
@@ -83,7 +89,7 @@ class TransformerBlockBase(keras.layers.Layer):
         return parts.make_attention(
             self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
             dropout, use_rotary, self.kernel_initializer, self.bias_initializer,
-            self.dtype_policy, name,
+            self.dtype_policy, name, self.attention_implementation,
         )
 
     def _norm(self, name, shape):
@@ -174,6 +180,7 @@ class TransformerBlockBase(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(
                     self.bias_initializer
                 ),
+                "attention_implementation": self.attention_implementation,
             }
         )
         return config

@@ -45,6 +45,11 @@ class TransformerDecoderBlock(TransformerBlockBase):
             default.
         kernel_initializer: initializer of all projection kernels.
         bias_initializer: initializer of all projection biases.
+        attention_implementation: how the `"dot_product"` kernel computes
+            attention: `"auto"` (default), `"full"`, `"blockwise"` (exact,
+            `O(T)` memory, for long sequences; needs an attention dropout of
+            0) or `"fused"` (`keras.ops.dot_product_attention`), see
+            `MultiHeadAttention`.
 
     Call arguments:
         decoder_sequence: `(B, T, E)` tensor.

@@ -53,6 +53,11 @@ class TransformerEncoderBlock(TransformerBlockBase):
             default.
         kernel_initializer: initializer of all projection kernels.
         bias_initializer: initializer of all projection biases.
+        attention_implementation: how the `"dot_product"` kernel computes
+            attention: `"auto"` (default), `"full"`, `"blockwise"` (exact,
+            `O(T)` memory, for long sequences; needs an attention dropout of
+            0) or `"fused"` (`keras.ops.dot_product_attention`), see
+            `MultiHeadAttention`.
 
     Call arguments:
         inputs: `(B, T, E)` tensor.
@@ -71,8 +76,11 @@ class TransformerEncoderBlock(TransformerBlockBase):
 
     Raises:
         ValueError: on invalid arguments (non-positive sizes, rates outside
-            [0, 1), unknown `normalization`, `position_scheme` or
-            `attention_kernel`), or a hidden size not divisible by
+            [0, 1), unknown `normalization`, `position_scheme`,
+            `attention_kernel` or `attention_implementation`, an
+            `attention_implementation` the kernel does not take, or
+            `"blockwise"` / `"fused"` with a non-zero attention dropout), or
+            a hidden size not divisible by
             `num_heads` when `key_dim` is not given.
 
     Example:

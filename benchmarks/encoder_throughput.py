@@ -1,0 +1,222 @@
+"""Encoder-stack training throughput and latency: ours vs keras-hub vs Keras MHA.
+
+Three stacks of identical sizes and parameter counts, each `num_layers`
+post-LN encoder blocks (ReLU feed-forward, no dropout, epsilon 1e-5) on a
+`(batch, length, hidden)` float32 input, trained with Adam on an MSE loss:
+
+- ours: `keras_attention.layers.TransformerEncoderBlock`;
+- `keras_hub.layers.TransformerEncoder`;
+- a stack built from `keras.layers.MultiHeadAttention` + `LayerNormalization`
+  + two `Dense` layers (the textbook Keras block).
+
+Sizes (issue 7): (a) hidden 256, 4 heads, intermediate 1024, length 128,
+batch 32, 2 layers; (b) hidden 512, 8 heads, intermediate 2048, length 256,
+batch 16, 2 layers. Each size runs with `jit_compile=True` and `False`, set
+explicitly in `compile` (Keras' "auto" turns XLA off on CPU).
+
+Metrics (one JSON line each, see `benchmarks/common.py`):
+
+- `train_tokens_per_s`: batch x length x steps / seconds of `train_on_batch`
+  calls, median over interleaved rounds (ours, keras-hub, Keras-MHA, ours,
+  ...), after two warm-up steps. ratio = ours / peer.
+- `train_gflops`: achieved model FLOP/s, next to the `tf.matmul` rate of a
+  2048 x 2048 float32 product (XLA) timed in the same interleaved rounds
+  as the models (same load). ratio = fraction of the matmul rate
+  (target >= 0.55 for size b). Model FLOPs per trained token:
+
+      L * (6 * (4 E^2 + 2 E F) + 12 T E)
+
+  with L layers, E hidden, F intermediate, T length: `6 x` the
+  multiply-adds of the parameter matmuls (Q, K, V, O projections and the two
+  feed-forward matrices; 2 FLOPs per multiply-add, forward + 2 x backward)
+  plus the attention matmuls (`Q K^T` and `P V`, 2 T E each per token
+  forward, 3 x for training). Biases, norms, softmax and the optimizer are
+  not counted (they are a few percent).
+- `infer_latency_ms`: batch-1 `predict_on_batch` latency, ratio = peer / ours.
+
+Run (the numbers in benchmarks/README.md were produced this way):
+
+    python benchmarks/encoder_throughput.py            # ~20 min on 2 busy cores
+    python benchmarks/encoder_throughput.py --quick    # ~3 min: size a, jit on
+"""
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # common.py; keras_attention
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+from keras_attention.layers import TransformerEncoderBlock  # noqa: E402
+
+SIZES = {
+    "a": dict(hidden=256, heads=4, intermediate=1024, length=128, batch=32, layers=2),
+    "b": dict(hidden=512, heads=8, intermediate=2048, length=256, batch=16, layers=2),
+}
+RESULTS = "encoder_throughput.jsonl"
+MATMUL = "tf.matmul 2048x2048 float32 (XLA)"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", nargs="+", default=["a", "b"], choices=SIZES)
+    parser.add_argument("--jit", nargs="+", default=["on", "off"],
+                        choices=["on", "off"])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=2,
+                        help="training steps per timed unit")
+    parser.add_argument("--latency-repeats", type=int, default=20)
+    parser.add_argument("--skip-keras-mha", action="store_true")
+    parser.add_argument("--attention-implementation", default="auto")
+    parser.add_argument("--quick", action="store_true",
+                        help="size a, jit on, 3 rounds of 1 step")
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.jit = ["a"], ["on"]
+        args.repeats, args.steps, args.latency_repeats = 3, 1, 5
+    return args
+
+
+def flops_per_token(size):
+    e, f, t, n = size["hidden"], size["intermediate"], size["length"], size["layers"]
+    return n * (6 * (4 * e * e + 2 * e * f) + 12 * t * e)
+
+
+def ours_stack(size, implementation):
+    inputs = keras.Input((size["length"], size["hidden"]))
+    x = inputs
+    extra = {}
+    if implementation != "auto":
+        extra["attention_implementation"] = implementation
+    for i in range(size["layers"]):
+        x = TransformerEncoderBlock(
+            num_heads=size["heads"],
+            intermediate_dim=size["intermediate"],
+            name=f"block_{i}",
+            **extra,
+        )(x)
+    return keras.Model(inputs, x, name="ours")
+
+
+def keras_hub_stack(size):
+    import keras_hub
+
+    inputs = keras.Input((size["length"], size["hidden"]))
+    x = inputs
+    for i in range(size["layers"]):
+        x = keras_hub.layers.TransformerEncoder(
+            intermediate_dim=size["intermediate"],
+            num_heads=size["heads"],
+            name=f"block_{i}",
+        )(x)
+    return keras.Model(inputs, x, name="keras_hub")
+
+
+def keras_mha_stack(size):
+    layers = keras.layers
+    e, h = size["hidden"], size["heads"]
+    inputs = keras.Input((size["length"], e))
+    x = inputs
+    for i in range(size["layers"]):
+        attended = layers.MultiHeadAttention(h, e // h, name=f"mha_{i}")(x, x)
+        x = layers.LayerNormalization(epsilon=1e-5)(x + attended)
+        hidden = layers.Dense(size["intermediate"], activation="relu")(x)
+        x = layers.LayerNormalization(epsilon=1e-5)(x + layers.Dense(e)(hidden))
+    return keras.Model(inputs, x, name="keras_mha")
+
+
+def compiled(model, jit):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=jit
+    )
+    return model
+
+
+def run_size(name, size, jit, args):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    shape = (size["batch"], size["length"], size["hidden"])
+    x = rng.standard_normal(shape).astype("float32")
+    y = rng.standard_normal(shape).astype("float32")
+    models = {"ours": ours_stack(size, args.attention_implementation),
+              "keras_hub.layers.TransformerEncoder": keras_hub_stack(size)}
+    if not args.skip_keras_mha:
+        models["keras.layers.MultiHeadAttention stack"] = keras_mha_stack(size)
+    counts = {k: m.count_params() for k, m in models.items()}
+    if len(set(counts.values())) != 1:
+        raise RuntimeError(f"parameter counts differ: {counts}")
+    for model in models.values():
+        compiled(model, jit)
+
+    def train(model):
+        def unit():
+            for _ in range(args.steps):
+                model.train_on_batch(x, y)
+        return unit
+
+    # The matmul reference runs in the same interleaved rounds, so that it
+    # sees the same machine load. Two warm-up calls each (compilation,
+    # optimizer slots).
+    units = {k: train(m) for k, m in models.items()}
+    units[MATMUL], matmul_flops = common.matmul_unit()
+    times = common.interleaved(units, args.repeats, warmup=2)
+    matmul_timing = times.pop(MATMUL)
+    matmul = matmul_flops / matmul_timing.seconds / 1e9
+    matmul_cpu = matmul_flops / matmul_timing.cpu_seconds / 1e9
+    tokens = size["batch"] * size["length"] * args.steps
+    rate = {k: tokens / t for k, (t, _) in times.items()}
+    config = dict(size=name, jit_compile=jit, **size,
+                  params=counts["ours"], steps_per_round=args.steps,
+                  rounds=args.repeats,
+                  attention_implementation=args.attention_implementation)
+    for peer in list(models)[1:]:
+        common.emit(common.record(
+            "encoder_throughput", config, "train_tokens_per_s",
+            rate["ours"], peer, rate[peer],
+            target=(1.25 if jit else 1.0)
+            if peer.startswith("keras_hub") else None,
+            cpu_time_ratio=round(times[peer].cpu_seconds / times["ours"].cpu_seconds, 3),
+            seconds_per_round={"ours": [round(t, 3) for t in times["ours"].all],
+                               "peer": [round(t, 3) for t in times[peer].all]},
+        ), RESULTS)
+
+    fpt = flops_per_token(size)
+    for k in models:
+        common.emit(common.record(
+            "encoder_throughput", dict(config, model=k, flops_per_token=fpt),
+            "train_gflops", rate[k] * fpt / 1e9, MATMUL, matmul,
+            target=0.55 if (k == "ours" and name == "b") else None,
+            # The same fraction from process CPU time (less load-sensitive).
+            cpu_time_fraction=round(
+                (tokens * fpt / times[k].cpu_seconds / 1e9) / matmul_cpu, 3
+            ),
+        ), RESULTS)
+
+    x1 = x[:1]
+    latency = common.interleaved(
+        {k: (lambda m=m: m.predict_on_batch(x1)) for k, m in models.items()},
+        args.latency_repeats, warmup=2,
+    )
+    for peer in list(models)[1:]:
+        common.emit(common.record(
+            "encoder_throughput", dict(config, batch=1), "infer_latency_ms",
+            latency["ours"][0] * 1e3, peer, latency[peer][0] * 1e3,
+            higher_is_better=False,
+        ), RESULTS)
+
+
+def main():
+    args = parse_args()
+    for name in args.sizes:
+        for jit in args.jit:
+            run_size(name, SIZES[name], jit == "on", args)
+
+
+if __name__ == "__main__":
+    main()

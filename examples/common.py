@@ -1,0 +1,214 @@
+"""Pieces every example shares: flags, data errors, callbacks, plots, export
+and the reload of the export in a fresh process.
+
+Not a library module: the examples import it as `common` (they run as
+scripts from `examples/`, so this directory is on `sys.path`).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_attention.distribute import build_and_compile
+from keras_attention.export import export_for_serving
+from keras_attention.visualization import plot_model_attention
+
+# The fresh process imports TensorFlow only: what a TF Serving user has.
+RELOAD_SCRIPT = r"""
+import json, sys
+import tensorflow as tf
+path, payload = sys.argv[1], json.loads(sys.argv[2])
+serve = tf.saved_model.load(path).signatures["serving_default"]
+outputs = serve(**{name: tf.constant(value) for name, value in payload.items()})
+def plain(value):
+    value = value.numpy()
+    if value.dtype == object:
+        return [v.decode("utf-8") for v in value.reshape(-1)] if value.ndim else value.decode("utf-8")
+    return value.tolist()
+print(json.dumps({
+    "imports_keras_attention": "keras_attention" in sys.modules,
+    "outputs": {name: plain(value) for name, value in outputs.items()},
+}))
+"""
+
+
+class DataError(Exception):
+    """Bad user data: the message names the file (and the line)."""
+
+
+def add_common_arguments(parser, name):
+    """Flags shared by every example; `name` picks the default paths."""
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run (under a minute) that still trains, evaluates and exports")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--export-dir", default=os.path.join("saved_models", name),
+                        help="TF Serving model root; the export goes to <export-dir>/<version>/")
+    parser.add_argument("--export-version", type=int, default=None,
+                        help="version directory (default: one above the highest existing)")
+    parser.add_argument("--log-dir", default=os.path.join("logs", name),
+                        help="TensorBoard logs (tensorboard --logdir logs)")
+    parser.add_argument("--plot-dir", default=os.path.join("plots", name),
+                        help="where the attention heat-map PNGs go")
+    parser.add_argument("--plot-layer", default=None,
+                        help="attention layer to plot: a name such as "
+                             "decoder_block_0/cross_attention, or an index (-1: last)")
+    parser.add_argument("--plot-head", default="all",
+                        help="head to plot: an index, 'mean' or 'all' (side by side)")
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile the training step with XLA (slower to start on CPU)")
+    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
+                        help="Keras progress bars: 0 silent, 1 bar, 2 one line per epoch")
+    parser.add_argument("--data-dir", default=None,
+                        help="with --tfds: TFDS data directory" + _DATA_DIR_HELP.get(name, ""))
+    parser.add_argument("--download", action="store_true",
+                        help="with --tfds: download and prepare the dataset if missing")
+
+
+_DATA_DIR_HELP = {
+    "classify": "; otherwise a directory with one sub-folder of .txt files per class",
+}
+
+
+def load_data(parser, load_fn):
+    """Run `load_fn()`; bad data ends the run with a clear error (exit 2)."""
+    try:
+        return load_fn()
+    except (FileNotFoundError, ValueError, DataError) as error:
+        parser.error(str(error))
+
+
+def strategy_of(args):
+    """The `tf.distribute` strategy to build under (the hook for `--strategy`)."""
+    from keras_attention.distribute import get_strategy
+
+    return get_strategy(getattr(args, "strategy", None) or "default")
+
+
+def build(args, build_fn, compile_kwargs):
+    """Build and compile the model inside the strategy's scope."""
+    return build_and_compile(strategy_of(args), build_fn, compile_kwargs)
+
+
+def callbacks(args, extra=()):
+    """TensorBoard logs under `--log-dir`, after `extra` (so their logs reach it)."""
+    return [*extra, keras.callbacks.TensorBoard(log_dir=args.log_dir)]
+
+
+def next_version(export_dir):
+    """One above the highest numeric version under `export_dir` (1 if none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def parse_head(value):
+    """`--plot-head`: 'all' -> None, 'mean', or an int."""
+    if value in (None, "all"):
+        return None
+    if value == "mean":
+        return "mean"
+    try:
+        return int(value)
+    except ValueError:
+        raise DataError(
+            f"--plot-head expects an index, 'mean' or 'all'. Received: {value!r}"
+        ) from None
+
+
+def parse_layer(value):
+    """`--plot-layer`: None, an int index, or a layer name."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return value
+
+
+def token_strings(tokenizer, ids):
+    """Token strings of the non-padding ids of one sequence."""
+    return [tokenizer.id_to_token(int(i)) for i in np.asarray(ids) if int(i) != 0]
+
+
+def plot_attention_map(args, model, inputs, filename, query_tokens, key_tokens):
+    """Write the heat map chosen by `--plot-layer` / `--plot-head`; its path."""
+    path = os.path.join(args.plot_dir, filename)
+    layer, _ = plot_model_attention(
+        model,
+        inputs,
+        path,
+        layer=parse_layer(args.plot_layer),
+        head=parse_head(args.plot_head),
+        query_tokens=query_tokens,
+        key_tokens=key_tokens,
+    )
+    print(f"attention heat map ({layer}, head {args.plot_head}): {path}")
+    return path
+
+
+def export(args, pipeline):
+    """Export the serving pipeline to `<export-dir>/<version>/`; its path."""
+    version = args.export_version or next_version(args.export_dir)
+    start = time.time()
+    path = export_for_serving(pipeline, args.export_dir, version=version)
+    print(f"exported SavedModel (serving_default on raw strings) to {path} "
+          f"in {time.time() - start:.0f}s")
+    return path
+
+
+def reload_in_fresh_process(path, payload):
+    """Load the export in a new Python process that imports only TensorFlow
+    and run `serving_default` on `payload` (input name -> list)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", RELOAD_SCRIPT, path, json.dumps(payload)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"reloading {path} failed:\n{result.stderr[-3000:]}")
+    served = json.loads(result.stdout.strip().splitlines()[-1])
+    if served["imports_keras_attention"]:
+        raise RuntimeError("the reload process imported keras_attention")
+    return served["outputs"]
+
+
+def as_text(values):
+    """NumPy bytes/str array -> list of str."""
+    return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in np.asarray(values).reshape(-1)]
+
+
+def report_reload(path, payload, in_process, keys):
+    """Reload the export in a fresh process, print its predictions and
+    whether they equal the in-process pipeline's; returns the served dict."""
+    start = time.time()
+    served = reload_in_fresh_process(path, payload)
+    same = True
+    for key in keys:
+        expected = in_process[key]
+        if np.asarray(expected).dtype == object:
+            same = same and as_text(expected) == served[key]
+        else:
+            same = same and np.allclose(expected, served[key], atol=1e-4)
+    print(f"reloaded {path} in a fresh process (TensorFlow only) in "
+          f"{time.time() - start:.0f}s; predictions identical to in-process: {same}")
+    return served, same
+
+
+def summarize(summary, args, name):
+    """Print the final summary as JSON and write it next to the plots."""
+    os.makedirs(args.plot_dir, exist_ok=True)
+    path = os.path.join(args.plot_dir, f"{name}_summary.json")
+    with open(path, "w") as handle:
+        json.dump(summary, handle, indent=2, default=float)
+    print(json.dumps(summary, indent=2, default=float))
+    return summary
+

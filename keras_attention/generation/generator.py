@@ -1,0 +1,510 @@
+"""Compiled decoding loops over KV caches: greedy, sampling, beam search.
+
+Shape letters: B batch, K beam width, N = B * K rows, P prompt width (the
+padded prompt), L = P + max_new_tokens buffer (and cache) length, S source
+length, V vocabulary size.
+
+The whole generation -- encoder pass, prompt prefill, and every decoding
+step -- runs in one function around a `keras.ops.while_loop`. On the
+TensorFlow backend it is a `tf.function` compiled with XLA
+(`jit_compile=True`), traced once per combination of input shapes and
+static options (strategy, `top_k`, beam width, whether `top_p` and caches
+are used); temperature, `top_p`, the length penalty, the seed, the prompt
+lengths and `max_new_tokens` within the same buffer length are tensors, so
+changing them does not retrace. `trace_count` counts the traces. Other
+backends run the same loop without an outer compilation.
+"""
+
+import numbers
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attention.generation import logits_processing as lp
+from keras_attention.generation.decoding_parts import DecodingParts
+
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+def _invalid(name, expected, value):
+    return ValueError(
+        f"Received an invalid value for argument `{name}`, expected "
+        f"{expected}. Received: {name}={value!r}"
+    )
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def check_token_ids(ids, name, vocabulary_size, sequence_length, right_padded):
+    """Validate an array of ids eagerly and return it as int32 NumPy.
+
+    Raises:
+        ValueError: if `ids` is not a rank-2 integer array, is longer than
+            `sequence_length`, holds ids outside `[0, vocabulary_size)`, or
+            (when `right_padded`) has a row that is empty or has padding (0)
+            before a real token.
+    """
+    try:
+        ids = np.asarray(keras.ops.convert_to_numpy(ids))
+    except Exception as error:  # symbolic tensors cannot be checked
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected "
+            "concrete token ids (a NumPy array or an eager tensor). "
+            f"Received: {type(ids).__name__}"
+        ) from error
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer) or ids.shape[1] < 1:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a "
+            "non-empty rank-2 integer array (batch, length). Received: "
+            f"{name}.shape={ids.shape}, dtype={ids.dtype}"
+        )
+    if ids.shape[1] > sequence_length:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected at "
+            f"most sequence_length={sequence_length} tokens. Received: "
+            f"{name}.shape={ids.shape}"
+        )
+    if ids.size and (ids.min() < 0 or ids.max() >= vocabulary_size):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected ids "
+            f"in [0, vocabulary_size={vocabulary_size}). Received: ids in "
+            f"[{ids.min()}, {ids.max()}]"
+        )
+    if right_padded:
+        real = ids != 0  # (B, P)
+        lengths = real.sum(axis=1)  # (B,)
+        leading = np.arange(ids.shape[1])[None, :] < lengths[:, None]  # (B, P)
+        bad = (lengths == 0) | (real != leading).any(axis=1)  # (B,)
+        if bad.any():
+            raise ValueError(
+                f"Received an invalid value for argument `{name}`, expected "
+                "right-padded rows with at least one token (id 0 is padding "
+                "and may only follow the real tokens). Received: invalid "
+                f"rows {np.flatnonzero(bad).tolist()}"
+            )
+    return ids.astype("int32")
+
+
+class Generator:
+    """Base class of the generators; see `CausalLMGenerator`.
+
+    Args:
+        model: the model to decode with.
+        end_token_id: `None`, or an id (or sequence of ids) that ends a
+            sequence.
+        jit_compile: whether the TensorFlow loop is compiled with XLA.
+    """
+
+    def __init__(self, model, end_token_id=None, jit_compile=True):
+        self.model = model
+        self.parts = DecodingParts(model)
+        vocabulary = self.parts.vocabulary_size
+        if end_token_id is None:
+            ends = ()
+        elif _is_int(end_token_id):
+            ends = (int(end_token_id),)
+        elif isinstance(end_token_id, (list, tuple)) and end_token_id:
+            ends = tuple(end_token_id)
+        else:
+            ends = (None,)  # rejected below
+        for token in ends:
+            if not _is_int(token) or not 1 <= token < vocabulary:
+                raise _invalid(
+                    "end_token_id",
+                    f"None or ids in [1, vocabulary_size={vocabulary})",
+                    end_token_id,
+                )
+        self.end_token_id = end_token_id
+        self._end_ids = ends
+        if not isinstance(jit_compile, bool):
+            raise _invalid("jit_compile", "a bool", jit_compile)
+        self.jit_compile = jit_compile
+        self.trace_count = 0
+        self._seed_generator = keras.random.SeedGenerator(0)
+        self._function = None
+
+    # ------------------------------------------------------------------ #
+    # Public decoding methods
+    # ------------------------------------------------------------------ #
+    def greedy_search(self, inputs, max_new_tokens=None, use_cache=True):
+        """Pick the most likely token at every step.
+
+        Args:
+            inputs: the prompt (see the class docstring).
+            max_new_tokens: tokens to generate after each row's prompt;
+                defaults to filling `sequence_length`.
+            use_cache: decode over KV caches (`True`) or recompute the whole
+                prefix at every step (`False`, for reference).
+
+        Returns:
+            `(B, L)` int32 NumPy token ids: each prompt followed by its
+            continuation, 0 after an end token or the row's last token.
+        """
+        return self._generate(inputs, max_new_tokens, "greedy", use_cache)
+
+    def sample(
+        self,
+        inputs,
+        max_new_tokens=None,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        seed=None,
+        use_cache=True,
+    ):
+        """Sample each token from the (filtered) model distribution.
+
+        Logits are divided by `temperature`, then restricted to the `top_k`
+        most likely tokens and to the nucleus of probability `top_p`, then
+        sampled. The same `seed` gives the same tokens.
+
+        Args:
+            inputs: the prompt (see the class docstring).
+            max_new_tokens: tokens to generate after each row's prompt.
+            temperature: positive float; below 1 sharpens, above 1 flattens.
+            top_k: `None` or an int in `[1, vocabulary_size]`.
+            top_p: `None` or a float in `(0, 1]`.
+            seed: `None` or an int.
+            use_cache: decode over KV caches.
+
+        Returns:
+            `(B, L)` int32 NumPy token ids.
+        """
+        if not _is_real(temperature) or temperature <= 0:
+            raise _invalid("temperature", "a positive float", temperature)
+        vocabulary = self.parts.vocabulary_size
+        if top_k is not None and (not _is_int(top_k) or not 1 <= top_k <= vocabulary):
+            raise _invalid(
+                "top_k", f"None or an int in [1, vocabulary_size={vocabulary}]", top_k
+            )
+        if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
+            raise _invalid("top_p", "None or a float in (0, 1]", top_p)
+        if seed is not None and not _is_int(seed):
+            raise _invalid("seed", "None or an int", seed)
+        if seed is None:
+            seed = int(np.random.randint(0, 2**31 - 1))
+        return self._generate(
+            inputs, max_new_tokens, "sample", use_cache, temperature=temperature,
+            top_k=top_k, top_p=top_p, seed=seed,
+        )
+
+    def beam_search(
+        self,
+        inputs,
+        max_new_tokens=None,
+        beam_width=4,
+        length_penalty=0.6,
+        return_all_beams=False,
+        use_cache=True,
+    ):
+        """Beam search ranked by the GNMT length-penalised log-probability.
+
+        Keeps the `beam_width` best hypotheses per row. A hypothesis `Y`
+        scores `log P(Y | prompt) / lp(Y)` with `lp(Y) = ((5 + |Y|) / 6) ^
+        length_penalty`, `|Y|` the number of generated tokens (including the
+        end token). Finished hypotheses stay in the beam with their score,
+        competing with longer unfinished ones; the loop ends when every
+        hypothesis of every row is finished or at its length limit.
+
+        Args:
+            inputs: the prompt (see the class docstring).
+            max_new_tokens: tokens to generate after each row's prompt.
+            beam_width: int >= 1; `1` is greedy search.
+            length_penalty: alpha >= 0 (0.6 in the Transformer paper).
+            return_all_beams: return every beam, best first, instead of the
+                best one.
+            use_cache: decode over KV caches.
+
+        Returns:
+            `(token_ids, scores)`: `(B, L)` int32 ids and `(B,)` float32
+            scores of the best beams, or `(B, K, L)` and `(B, K)` with
+            `return_all_beams=True`.
+        """
+        if not _is_int(beam_width) or beam_width < 1:
+            raise _invalid("beam_width", "an int >= 1", beam_width)
+        if not _is_real(length_penalty) or length_penalty < 0:
+            raise _invalid("length_penalty", "a float >= 0", length_penalty)
+        if not isinstance(return_all_beams, bool):
+            raise _invalid("return_all_beams", "a bool", return_all_beams)
+        tokens, scores = self._generate(
+            inputs, max_new_tokens, "beam", use_cache, beam_width=beam_width,
+            length_penalty=length_penalty,
+        )
+        order = np.argsort(-scores, axis=1, kind="stable")  # (B, K), best first
+        tokens = np.take_along_axis(tokens, order[:, :, None], axis=1)
+        scores = np.take_along_axis(scores, order, axis=1)
+        if return_all_beams:
+            return tokens, scores
+        return tokens[:, 0], scores[:, 0]
+
+    # ------------------------------------------------------------------ #
+    # Subclass hooks
+    # ------------------------------------------------------------------ #
+    def _prepare_inputs(self, inputs):
+        """`(prompt (B, P) int32, source (B, S) int32 or None)`, validated."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ #
+    # Driver
+    # ------------------------------------------------------------------ #
+    def _generate(
+        self, inputs, max_new_tokens, strategy, use_cache, temperature=1.0,
+        top_k=None, top_p=None, seed=0, beam_width=1, length_penalty=0.0,
+    ):
+        if not isinstance(use_cache, bool):
+            raise _invalid("use_cache", "a bool", use_cache)
+        prompt, source = self._prepare_inputs(inputs)
+        batch, width = prompt.shape
+        room = self.parts.sequence_length - width
+        if max_new_tokens is None:
+            max_new_tokens = room
+        if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= room:
+            raise _invalid(
+                "max_new_tokens",
+                f"an int in [1, sequence_length - prompt length = "
+                f"{self.parts.sequence_length} - {width} = {room}]",
+                max_new_tokens,
+            )
+        lengths = (prompt != 0).sum(axis=1).astype("int32")  # (B,)
+        tokens = np.zeros((batch, width + max_new_tokens), "int32")  # (B, L)
+        tokens[:, :width] = prompt
+        seed_state = np.array([seed, 0])
+        arguments = dict(
+            tokens=ops.convert_to_tensor(tokens, "int32"),
+            lengths=ops.convert_to_tensor(lengths, "int32"),
+            limits=ops.convert_to_tensor(lengths + max_new_tokens, "int32"),
+            source=None if source is None else ops.convert_to_tensor(source, "int32"),
+            temperature=ops.convert_to_tensor(temperature, "float32"),
+            top_p=ops.convert_to_tensor(1.0 if top_p is None else top_p, "float32"),
+            alpha=ops.convert_to_tensor(length_penalty, "float32"),
+            seed=ops.convert_to_tensor(seed_state, self._seed_generator.state.dtype),
+        )
+        outputs = self._compiled()(
+            **arguments,
+            prompt_width=width,
+            strategy=strategy,
+            use_cache=use_cache,
+            top_k=top_k,
+            use_top_p=top_p is not None,
+            beam_width=beam_width,
+        )
+        return keras.tree.map_structure(ops.convert_to_numpy, outputs)
+
+    def _compiled(self):
+        if self._function is None:
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+
+                self._function = tf.function(self._decode, jit_compile=self.jit_compile)
+            else:
+                self._function = self._decode
+        return self._function
+
+    # ------------------------------------------------------------------ #
+    # The traced function
+    # ------------------------------------------------------------------ #
+    def _decode(
+        self, tokens, lengths, limits, source, temperature, top_p, alpha, seed,
+        prompt_width, strategy, use_cache, top_k, use_top_p, beam_width,
+    ):
+        self.trace_count += 1
+        context = None
+        if source is not None:
+            encoder_output, source_mask = self.parts.encode(source)  # (B, S, E)
+        if strategy == "beam":
+            tokens = ops.repeat(tokens, beam_width, axis=0)  # (N, L)
+            if source is not None:
+                encoder_output = ops.repeat(encoder_output, beam_width, axis=0)
+                source_mask = ops.repeat(source_mask, beam_width, axis=0)
+        if source is not None:
+            cross = self.parts.cross_attention_caches(encoder_output) if use_cache else None
+            context = (encoder_output, source_mask, cross)
+        caches = []
+        if use_cache:
+            caches = self._prefill(tokens, prompt_width, context)
+
+        def next_logits(tokens, index, caches):
+            return self._next_logits(tokens, index, caches, context, use_cache)
+
+        start = ops.maximum(ops.min(lengths), 1)
+        if strategy == "beam":
+            return self._beam_loop(
+                next_logits, tokens, caches, start, lengths, limits, alpha, beam_width
+            )
+        return self._search_loop(
+            next_logits, tokens, caches, start, lengths, limits, strategy,
+            temperature, top_k, use_top_p, top_p, seed,
+        )
+
+    def _prefill(self, tokens, prompt_width, context):
+        """Caches holding the keys/values of the padded prompt positions."""
+        rows, length = tokens.shape
+        caches = self.parts.empty_caches(rows, length)
+        prompt = tokens[:, :prompt_width]  # (N, P)
+        _, caches = self.parts.decode_cached(
+            prompt, 0, caches, ops.not_equal(tokens, 0), context
+        )
+        return caches
+
+    def _next_logits(self, tokens, index, caches, context, use_cache):
+        """Float32 `(N, V)` logits for position `index`, and the caches."""
+        rows, length = tokens.shape
+        position = index - 1
+        padding_mask = ops.not_equal(tokens, 0)  # (N, L)
+        if use_cache:
+            ids = ops.slice(tokens, (0, position), (rows, 1))  # (N, 1)
+            hidden, caches = self.parts.decode_cached(
+                ids, position, caches, padding_mask, context
+            )  # (N, 1, E)
+        else:
+            hidden = self.parts.decode_full(tokens, padding_mask, context)  # (N, L, E)
+            hidden = ops.slice(
+                hidden, (0, position, 0), (rows, 1, hidden.shape[-1])
+            )  # (N, 1, E)
+        return self.parts.logits(hidden)[:, 0, :], caches  # (N, V)
+
+    @staticmethod
+    def _exclude_padding(scores):
+        """Token id 0 (padding) can never be chosen."""
+        is_pad = ops.equal(ops.arange(scores.shape[-1]), 0)  # (V,)
+        return ops.where(is_pad, lp.NEG, scores)
+
+    def _is_end(self, token_ids):
+        if not self._end_ids:
+            return ops.zeros_like(token_ids, dtype="bool")
+        ends = ops.convert_to_tensor(self._end_ids, dtype=token_ids.dtype)
+        return ops.any(ops.equal(token_ids[..., None], ends), axis=-1)
+
+    def _categorical(self, logits, seed):
+        """One sample per row, from a loop-carried seed state."""
+        generator = self._seed_generator
+        with keras.StatelessScope(state_mapping=[(generator.state, seed)]) as scope:
+            sample = keras.random.categorical(logits, 1, seed=generator)[:, 0]  # (N,)
+            seed = scope.get_current_value(generator.state)
+        return sample, seed
+
+    def _search_loop(
+        self, next_logits, tokens, caches, start, lengths, limits, strategy,
+        temperature, top_k, use_top_p, top_p, seed,
+    ):
+        rows, length = tokens.shape
+
+        def cond(index, tokens, caches, finished, seed):
+            pending = ops.logical_and(ops.logical_not(finished), index < limits)
+            return ops.logical_and(index < length, ops.any(pending))
+
+        def body(index, tokens, caches, finished, seed):
+            logits, caches = next_logits(tokens, index, caches)  # (N, V)
+            logits = self._exclude_padding(logits)
+            if strategy == "greedy":
+                chosen = ops.argmax(logits, axis=-1)  # (N,)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    logits = lp.top_k_logits(logits, top_k)
+                if use_top_p:
+                    logits = lp.top_p_logits(logits, top_p)
+                chosen, seed = self._categorical(logits, seed)
+            chosen = ops.cast(chosen, "int32")
+            column = ops.slice(tokens, (0, index), (rows, 1))[:, 0]  # (N,)
+            in_prompt = index < lengths  # (N,)
+            active = ops.logical_and(ops.logical_not(finished), index < limits)
+            chosen = ops.where(in_prompt, column, ops.where(active, chosen, 0))
+            generated = ops.logical_and(active, ops.logical_not(in_prompt))
+            finished = ops.logical_or(
+                finished, ops.logical_and(generated, self._is_end(chosen))
+            )
+            tokens = ops.slice_update(tokens, (0, index), chosen[:, None])  # (N, L)
+            return index + 1, tokens, caches, finished, seed
+
+        finished = ops.zeros((rows,), dtype="bool")
+        _, tokens, _, _, _ = ops.while_loop(
+            cond, body, (start, tokens, caches, finished, seed)
+        )
+        return tokens
+
+    def _beam_loop(
+        self, next_logits, tokens, caches, start, lengths, limits, alpha, beams
+    ):
+        rows, length = tokens.shape
+        batch = rows // beams
+        first_beam = ops.equal(ops.arange(beams), 0)[None, :]  # (1, K)
+        scores = ops.where(
+            ops.broadcast_to(first_beam, (batch, beams)), 0.0, lp.NEG
+        )  # (B, K) log-probabilities of the generated tokens
+        generated = ops.zeros((batch, beams), "int32")  # (B, K) |Y|
+        finished = ops.zeros((batch, beams), "bool")  # (B, K)
+        row_offset = ops.arange(batch, dtype="int32")[:, None] * beams  # (B, 1)
+
+        def cond(index, tokens, caches, scores, generated, finished):
+            pending = ops.logical_and(
+                ops.logical_not(finished), (index < limits)[:, None]
+            )
+            return ops.logical_and(index < length, ops.any(pending))
+
+        def body(index, tokens, caches, scores, generated, finished):
+            logits, caches = next_logits(tokens, index, caches)  # (N, V)
+            vocabulary = logits.shape[-1]
+            log_probs = ops.reshape(
+                self._exclude_padding(ops.log_softmax(logits, axis=-1)),
+                (batch, beams, vocabulary),
+            )  # (B, K, V), the model's log-probabilities
+            vocab_ids = ops.arange(vocabulary, dtype="int32")  # (V,)
+            in_prompt = (index < lengths)[:, None, None]  # (B, 1, 1)
+            frozen = ops.logical_or(finished, (index >= limits)[:, None])  # (B, K)
+            column = ops.reshape(
+                ops.slice(tokens, (0, index), (rows, 1)), (batch, beams)
+            )[:, :1]  # (B, 1), the prompt token (same in every beam)
+            forced = ops.where(
+                ops.equal(vocab_ids[None, None, :], column[:, :, None]), 0.0, lp.NEG
+            )  # (B, 1, V)
+            pad_only = ops.where(ops.equal(vocab_ids, 0), 0.0, lp.NEG)  # (V,)
+            step = ops.where(
+                in_prompt,
+                forced,
+                ops.where(frozen[:, :, None], pad_only, log_probs),
+            )  # (B, K, V)
+            total = scores[:, :, None] + step  # (B, K, V)
+            grows = ops.logical_and(
+                ops.logical_not(frozen), ops.logical_not(in_prompt[:, :, 0])
+            )  # (B, K)
+            new_length = generated + ops.cast(grows, "int32")  # (B, K)
+            ranked = total / lp.length_penalty(new_length, alpha)[:, :, None]
+            _, best = ops.top_k(
+                ops.reshape(ranked, (batch, beams * vocabulary)), beams
+            )  # (B, K) flat candidate indices
+            best = ops.cast(best, "int32")
+            parent = best // vocabulary  # (B, K)
+            token = best % vocabulary  # (B, K)
+            scores = ops.take_along_axis(
+                ops.reshape(total, (batch, beams * vocabulary)), best, axis=1
+            )
+            grew = ops.take_along_axis(grows, parent, axis=1)  # (B, K)
+            generated = ops.take_along_axis(new_length, parent, axis=1)
+            finished = ops.logical_or(
+                ops.take_along_axis(finished, parent, axis=1),
+                ops.logical_and(grew, self._is_end(token)),
+            )
+            source_rows = ops.reshape(row_offset + parent, (rows,))  # (N,)
+            tokens = ops.take(tokens, source_rows, axis=0)  # (N, L)
+            tokens = ops.slice_update(
+                tokens, (0, index), ops.reshape(token, (rows, 1))
+            )
+            caches = [
+                tuple(ops.take(c, source_rows, axis=0) for c in cache)
+                for cache in caches
+            ]
+            return index + 1, tokens, caches, scores, generated, finished
+
+        _, tokens, _, scores, generated, _ = ops.while_loop(
+            cond, body, (start, tokens, caches, scores, generated, finished)
+        )
+        normalized = scores / lp.length_penalty(generated, alpha)  # (B, K)
+        return ops.reshape(tokens, (batch, beams, length)), normalized

@@ -1,0 +1,389 @@
+"""BigBird block-sparse attention: sliding window + global + random blocks."""
+
+import functools
+import math
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_attention.layers.attention import efficient_math
+from keras_attention.layers.attention.attention_mask import compute_attention_mask
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.ops import causal_mask
+from keras_attention.ops import merge_masks
+from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.utils.validation import check_non_negative_int
+from keras_attention.utils.validation import check_positive_int
+
+_WINDOW_BLOCKS = 3  # blocks i - 1, i, i + 1, as in the paper.
+
+
+@functools.lru_cache(maxsize=64)
+def _block_pattern(seed, num_heads, num_query_blocks, num_key_blocks,
+                   num_global_blocks, num_random_blocks, causal):
+    """Key blocks of every non-global query block, per head (NumPy).
+
+    Returns `(blocks, valid)`, int and bool arrays of shape
+    `(H, num_query_blocks - global query blocks, J)` with
+    `J = global key blocks + 3 + num_random_blocks`; unused slots are
+    `valid == False`.
+    """
+    rng = np.random.default_rng(seed)
+    g_q = min(num_global_blocks, num_query_blocks)
+    g_k = min(num_global_blocks, num_key_blocks)
+    slots = g_k + _WINDOW_BLOCKS + num_random_blocks
+    rows = num_query_blocks - g_q
+    blocks = np.zeros((num_heads, rows, slots), dtype="int32")
+    valid = np.zeros((num_heads, rows, slots), dtype=bool)
+    for h in range(num_heads):
+        for row, i in enumerate(range(g_q, num_query_blocks)):
+            chosen = list(range(g_k))
+            chosen += [j for j in (i - 1, i, i + 1) if g_k <= j < num_key_blocks]
+            candidates = [
+                j
+                for j in range(g_k, num_key_blocks)
+                if j not in chosen and (not causal or j < i)
+            ]
+            count = min(num_random_blocks, len(candidates))
+            chosen += sorted(rng.choice(candidates, size=count, replace=False))
+            blocks[h, row, : len(chosen)] = chosen
+            valid[h, row, : len(chosen)] = True
+    blocks.setflags(write=False)
+    valid.setflags(write=False)
+    return blocks, valid
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class BigBirdAttention(MultiHeadAttention):
+    """BigBird multi-head attention: window, global and random key blocks.
+
+    Queries and keys are cut into blocks of `block_size` positions. The
+    first `num_global_blocks` query blocks attend every key, and every query
+    attends the first `num_global_blocks` key blocks; each other query block
+    `i` also attends the key blocks `i - 1, i, i + 1` (sliding window) and
+    `num_random_blocks` key blocks drawn at random per head. The random
+    pattern is a deterministic function of `pattern_seed` and the lengths,
+    so a reloaded layer attends exactly the same blocks. Memory and time grow
+    as `O(T * (global + 3 + random) * block_size)` beyond the global rows.
+
+    The output equals `MultiHeadAttention` (same weights) with the
+    equivalent sparse mask `M[h, t, s]`, true when `t` or `s` lies in a
+    global block, `|block(t) - block(s)| <= 1`, or `block(s)` is one of
+    `block(t)`'s random blocks for head `h` (see `block_pattern`), combined
+    with the usual padding, causal and explicit masks. With
+    `use_causal_mask=True` random blocks are drawn from earlier blocks only.
+    Short inputs get fewer random blocks when not enough blocks remain.
+
+    Shape letters: B batch, T query length, S key length, H query heads,
+    K key/value heads, D `key_dim`, Dv `value_dim`. Inputs are rank 3 with
+    static lengths (the pattern is built for them).
+
+    Args:
+        num_heads: number of query heads H.
+        key_dim: size of each query/key head D.
+        block_size: the block length b.
+        num_global_blocks: number g of leading blocks that are global (their
+            queries attend all keys, all queries attend their keys); 0 for
+            none.
+        num_random_blocks: number r of random key blocks per query block and
+            head.
+        pattern_seed: integer seed of the random block pattern.
+        value_dim: size of each value head Dv. Defaults to `key_dim`.
+        num_key_value_heads: number of key/value heads K; must divide
+            `num_heads`. Defaults to `num_heads`.
+        dropout: dropout rate on the attention weights, in `[0, 1)`.
+        use_bias: whether the four projections have biases.
+        output_shape: size (int) or shape (tuple) of the output features.
+            Defaults to the query's last dimension.
+        rotary_embedding: `None`, or a weightless position layer (such as
+            `RotaryEmbedding`) applied to projected queries and keys, or its
+            serialized config.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        seed: optional integer seed of the attention dropout.
+
+    Call arguments:
+        query: `(B, T, features)` tensor.
+        value: `(B, S, features)` tensor.
+        key: optional `(B, S, features)` tensor; defaults to `value`.
+        query_mask: optional `(B, T)` mask (implicit from `query`); padded
+            queries return a zero context.
+        value_mask: optional `(B, S)` mask of attendable keys.
+        key_mask: optional `(B, S)` mask, merged with `value_mask`.
+        attention_mask: optional boolean `(B, T, S)` or `(B, H, T, S)` mask,
+            combined with the sparse pattern.
+        use_causal_mask: whether query `i` only attends keys `j <= i`.
+        return_attention_scores: whether to also return the dense
+            `(B, H, T, S)` attention weights (zeros outside the pattern).
+        training: whether dropout is active.
+        attention_bias: optional float tensor of shape `(B or 1, H or 1,
+            T or 1, S or 1)` added to the logits.
+        cache: must be `None` (no KV cache).
+        cache_index: must be `None`.
+
+    Returns:
+        `(B, T, output features)` tensor, or `(output, scores)` with
+        `return_attention_scores=True`.
+
+    Raises:
+        ValueError: on invalid constructor arguments (`block_size < 1`,
+            negative block counts, a non-integer `pattern_seed`, and those of
+            `MultiHeadAttention`), inputs with unknown lengths, masks of the
+            wrong shape, or a `cache` / `cache_index`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers import BigBirdAttention
+    layer = BigBirdAttention(num_heads=2, key_dim=8, block_size=4,
+                             num_global_blocks=1, num_random_blocks=1)
+    x = np.random.rand(2, 24, 16).astype("float32")
+    y = layer(x, x)  # (2, 24, 16)
+    blocks, valid = layer.block_pattern(24, 24)  # (2, 5, 5) each
+    ```
+
+    References:
+        Zaheer et al., 2020, "Big Bird: Transformers for Longer Sequences",
+        section 2 and appendix D (blockified attention).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        block_size=64,
+        num_global_blocks=2,
+        num_random_blocks=3,
+        pattern_seed=0,
+        value_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        rotary_embedding=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            num_key_value_heads=num_key_value_heads,
+            dropout=dropout,
+            use_bias=use_bias,
+            output_shape=output_shape,
+            rotary_embedding=rotary_embedding,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            seed=seed,
+            **kwargs,
+        )
+        self.block_size = check_positive_int(block_size, "block_size")
+        self.num_global_blocks = check_non_negative_int(
+            num_global_blocks, "num_global_blocks"
+        )
+        self.num_random_blocks = check_non_negative_int(
+            num_random_blocks, "num_random_blocks"
+        )
+        self.pattern_seed = check_non_negative_int(pattern_seed, "pattern_seed")
+
+    def block_pattern(self, query_length, key_length, use_causal_mask=False):
+        """The key blocks each non-global query block attends, per head.
+
+        Args:
+            query_length: T.
+            key_length: S.
+            use_causal_mask: whether the pattern is for causal attention
+                (random blocks drawn from earlier blocks only).
+
+        Returns:
+            `(blocks, valid)`: read-only NumPy arrays of shape
+            `(H, ceil(T / b) - g_q, J)`, where `g_q = min(g, ceil(T / b))`
+            and `J = min(g, ceil(S / b)) + 3 + r`. Row `i` lists the key
+            blocks of query block `g_q + i`: global blocks, window blocks,
+            then random blocks; `valid` is `False` on unused slots.
+        """
+        query_length = check_positive_int(query_length, "query_length")
+        key_length = check_positive_int(key_length, "key_length")
+        num_q = -(-query_length // self.block_size)
+        num_k = -(-key_length // self.block_size)
+        return _block_pattern(
+            self.pattern_seed,
+            self.num_heads,
+            num_q,
+            num_k,
+            self.num_global_blocks,
+            self.num_random_blocks,
+            bool(use_causal_mask),
+        )
+
+    def get_initial_cache(self, batch_size, max_length, dtype=None):
+        """Not supported: `BigBirdAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "get_initial_cache")
+
+    def compute_cross_attention_cache(self, value, key=None):
+        """Not supported: `BigBirdAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+
+    def _check_call_args(self, query, value, key, attention_mask, attention_bias,
+                         cache, cache_index):
+        efficient_math.check_no_cache(self, cache, cache_index)
+        for name, tensor in (("query", query), ("value", value), ("key", key)):
+            if tensor is not None and len(tensor.shape) > 1 and tensor.shape[1] is None:
+                raise ValueError(
+                    f"Received an invalid value for argument `{name}`, expected "
+                    "a static length (axis 1): BigBirdAttention builds its "
+                    f"block pattern for it. Received: {name}.shape="
+                    f"{tuple(tensor.shape)}"
+                )
+        return super()._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        attention_bias=None,
+        cache=None,
+        cache_index=None,
+    ):
+        self._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, S, K, D)
+        value_proj = self.value_dense(value)  # (B, S, K, Dv)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=0)
+            key_proj = self.rotary_embedding(key_proj, start_index=0)
+        q_mask, k_mask = efficient_math.token_masks(
+            query, key_proj, query_mask, value_mask, key_mask
+        )
+        explicit = compute_attention_mask(
+            query, key_proj, attention_mask=attention_mask
+        )  # (B, 1 or H, T, S) or None
+
+        q_len, k_len = query.shape[1], key.shape[1]
+        block = self.block_size
+        num_q = -(-q_len // block)
+        global_q = min(self.num_global_blocks, num_q)
+        global_rows = min(global_q * block, q_len)
+        scale = 1.0 / math.sqrt(self.key_dim)
+        dropout_args = dict(
+            dropout=self.dropout, seed=self.seed_generator, training=bool(training)
+        )
+        outputs, scores = [], []
+
+        if global_rows > 0:
+            # Global query blocks attend every key: dense rows.
+            row_masks = [causal_mask(global_rows, k_len)] if use_causal_mask else []
+            if q_mask is not None:
+                row_masks.append(q_mask[:, None, :global_rows, None])  # (B,1,g,1)
+            if k_mask is not None:
+                row_masks.append(k_mask[:, None, None, :])  # (B, 1, 1, S)
+            if explicit is not None:
+                row_masks.append(explicit[:, :, :global_rows])  # (B, 1|H, g, S)
+            row_bias = attention_bias
+            if row_bias is not None and row_bias.shape[2] != 1:
+                row_bias = row_bias[:, :, :global_rows]  # (B|1, H|1, g, S|1)
+            result = scaled_dot_product_attention(
+                query_proj[:, :global_rows],
+                key_proj,
+                value_proj,
+                mask=merge_masks(*row_masks),
+                bias=row_bias,
+                scale=scale,
+                return_weights=return_attention_scores,
+                **dropout_args,
+            )
+            self._collect(result, return_attention_scores, outputs, scores)
+
+        if num_q > global_q:
+            blocks, valid = self.block_pattern(q_len, k_len, use_causal_mask)
+            num_rows = num_q - global_q
+            key_positions = (
+                blocks[..., None] * block + np.arange(block)
+            ).reshape(self.num_heads, num_rows, -1)  # (H, Nr, J * b)
+            slot_mask = np.repeat(valid, block, axis=-1)  # (H, Nr, J * b)
+            query_positions = (
+                (global_q + np.arange(num_rows))[:, None] * block + np.arange(block)
+            )  # (Nr, b)
+            rest = query_proj[:, global_q * block :]  # (B, T - g * b, H, D)
+            rest = ops.pad(
+                rest, ((0, 0), (0, num_rows * block - (q_len - global_q * block)),
+                       (0, 0), (0, 0))
+            )  # (B, Nr * b, H, D)
+            result = efficient_math.block_sparse_attention(
+                rest,
+                key_proj,
+                value_proj,
+                ops.convert_to_tensor(query_positions, "int32"),
+                ops.convert_to_tensor(key_positions, "int32"),
+                slot_mask=ops.convert_to_tensor(slot_mask),
+                causal=use_causal_mask,
+                query_mask=q_mask,
+                key_mask=k_mask,
+                attention_mask=explicit,
+                bias=attention_bias,
+                scale=scale,
+                return_weights=return_attention_scores,
+                **dropout_args,
+            )
+            self._collect(result, return_attention_scores, outputs, scores)
+
+        attended = ops.concatenate(outputs, axis=1)[:, :q_len]  # (B, T, H, Dv)
+        output = self.output_dense(attended)  # (B, T, *output_shape)
+        if not return_attention_scores:
+            return output
+        weights = ops.concatenate(
+            [ops.cast(s, self.compute_dtype) for s in scores], axis=2
+        )[:, :, :q_len]  # (B, H, T, S)
+        return output, weights
+
+    @staticmethod
+    def _collect(result, with_scores, outputs, scores):
+        if with_scores:
+            outputs.append(result[0])
+            scores.append(result[1])
+        else:
+            outputs.append(result)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "block_size": self.block_size,
+                "num_global_blocks": self.num_global_blocks,
+                "num_random_blocks": self.num_random_blocks,
+                "pattern_seed": self.pattern_seed,
+            }
+        )
+        return config

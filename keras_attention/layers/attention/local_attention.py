@@ -1,0 +1,239 @@
+"""Sliding-window (local) multi-head attention, computed blockwise."""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_attention.layers.attention import efficient_math
+from keras_attention.layers.attention.attention_mask import compute_attention_mask
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class LocalAttention(MultiHeadAttention):
+    """Multi-head attention restricted to a sliding window of keys.
+
+    Query `i` attends key `j` only when `|i - j| <= window_size`, or
+    `0 <= i - j <= window_size` with `use_causal_mask=True` (positions
+    aligned at 0 when T != S). The result equals `MultiHeadAttention` with
+    that banded mask (same weights, same projections), but the T x S score
+    matrix is never formed: queries are cut into blocks of `window_size`
+    rows and each block attends the keys of its own and its neighbouring
+    blocks, so time and memory grow as `O(T * window_size)`.
+
+    Shape letters: B batch, T query length, S key length, H query heads,
+    K key/value heads, D `key_dim`, Dv `value_dim`. Inputs are rank 3,
+    `(B, T, features)` and `(B, S, features)`.
+
+    Everything `MultiHeadAttention` supports applies, except a KV cache:
+    implicit and explicit masks, grouped heads, rotary embeddings, additive
+    `attention_bias`, dropout and `return_attention_scores` (the weights are
+    scattered into a dense `(B, H, T, S)` tensor, for inspection only). A
+    query with no attendable key in its window returns a zero context.
+
+    Args:
+        num_heads: number of query heads H.
+        key_dim: size of each query/key head D.
+        window_size: the window radius w; query `i` sees keys `i - w .. i + w`
+            (`i - w .. i` when causal). Also the query block size.
+        value_dim: size of each value head Dv. Defaults to `key_dim`.
+        num_key_value_heads: number of key/value heads K; must divide
+            `num_heads`. Defaults to `num_heads`.
+        dropout: dropout rate on the attention weights, in `[0, 1)`.
+        use_bias: whether the four projections have biases.
+        output_shape: size (int) or shape (tuple) of the output features.
+            Defaults to the query's last dimension.
+        rotary_embedding: `None`, or a weightless position layer (such as
+            `RotaryEmbedding`) applied to projected queries and keys, or its
+            serialized config.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        seed: optional integer seed of the attention dropout.
+
+    Call arguments:
+        query: `(B, T, features)` tensor.
+        value: `(B, S, features)` tensor.
+        key: optional `(B, S, features)` tensor; defaults to `value`.
+        query_mask: optional `(B, T)` mask (implicit from `query`); padded
+            queries return a zero context.
+        value_mask: optional `(B, S)` mask of attendable keys.
+        key_mask: optional `(B, S)` mask, merged with `value_mask`.
+        attention_mask: optional boolean `(B, T, S)` or `(B, H, T, S)` mask,
+            combined with the window.
+        use_causal_mask: whether query `i` only attends keys `j <= i`.
+        return_attention_scores: whether to also return the dense
+            `(B, H, T, S)` attention weights.
+        training: whether dropout is active.
+        attention_bias: optional float tensor of shape `(B or 1, H or 1,
+            T or 1, S or 1)` added to the logits.
+        cache: must be `None` (no KV cache).
+        cache_index: must be `None`.
+
+    Returns:
+        `(B, T, output features)` tensor, or `(output, scores)` with
+        `return_attention_scores=True`.
+
+    Raises:
+        ValueError: on invalid constructor arguments (`window_size < 1`, and
+            those of `MultiHeadAttention`), inputs or masks of the wrong
+            shape, or a `cache` / `cache_index`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers import LocalAttention
+    layer = LocalAttention(num_heads=2, key_dim=8, window_size=2)
+    x = np.random.rand(2, 10, 16).astype("float32")
+    y = layer(x, x, use_causal_mask=True)  # (2, 10, 16)
+    ```
+
+    References:
+        Beltagy et al., 2020, "Longformer: The Long-Document Transformer"
+        (sliding-window attention).
+        Parmar et al., 2018, "Image Transformer" (blockwise local attention).
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        window_size=128,
+        value_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        rotary_embedding=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            num_key_value_heads=num_key_value_heads,
+            dropout=dropout,
+            use_bias=use_bias,
+            output_shape=output_shape,
+            rotary_embedding=rotary_embedding,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            seed=seed,
+            **kwargs,
+        )
+        self.window_size = check_positive_int(window_size, "window_size")
+
+    def get_initial_cache(self, batch_size, max_length, dtype=None):
+        """Not supported: `LocalAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "get_initial_cache")
+
+    def compute_cross_attention_cache(self, value, key=None):
+        """Not supported: `LocalAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+
+    def _check_call_args(self, query, value, key, attention_mask, attention_bias,
+                         cache, cache_index):
+        efficient_math.check_no_cache(self, cache, cache_index)
+        return super()._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        attention_bias=None,
+        cache=None,
+        cache_index=None,
+    ):
+        self._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, S, K, D)
+        value_proj = self.value_dense(value)  # (B, S, K, Dv)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=0)
+            key_proj = self.rotary_embedding(key_proj, start_index=0)
+        q_mask, k_mask = efficient_math.token_masks(
+            query, key_proj, query_mask, value_mask, key_mask
+        )
+        explicit = compute_attention_mask(
+            query, key_proj, attention_mask=attention_mask
+        )  # (B, 1 or H, T, S) or None
+
+        block = self.window_size
+        q_len = ops.shape(query_proj)[1]
+        num_blocks = (q_len + block - 1) // block
+        padded = ops.pad(
+            query_proj, ((0, 0), (0, num_blocks * block - q_len), (0, 0), (0, 0))
+        )  # (B, N * b, H, D)
+        query_positions = ops.reshape(
+            ops.arange(num_blocks * block, dtype="int32"), (num_blocks, block)
+        )  # (N, b)
+        # Block n attends keys of blocks n - 1, n (and n + 1 unless causal).
+        span = (2 if use_causal_mask else 3) * block
+        key_positions = (
+            (ops.arange(num_blocks, dtype="int32")[:, None] - 1) * block
+            + ops.arange(span, dtype="int32")[None, :]
+        )[None]  # (1, N, L)
+        result = efficient_math.block_sparse_attention(
+            padded,
+            key_proj,
+            value_proj,
+            query_positions,
+            key_positions,
+            window_size=self.window_size,
+            causal=use_causal_mask,
+            query_mask=q_mask,
+            key_mask=k_mask,
+            attention_mask=explicit,
+            bias=attention_bias,
+            scale=1.0 / math.sqrt(self.key_dim),
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=bool(training),
+            return_weights=return_attention_scores,
+        )
+        if return_attention_scores:
+            attended, scores = result  # (B, N*b, H, Dv), (B, H, N*b, S)
+            scores = ops.cast(scores[:, :, :q_len], self.compute_dtype)
+        else:
+            attended = result  # (B, N * b, H, Dv)
+        output = self.output_dense(attended[:, :q_len])  # (B, T, *output_shape)
+        if return_attention_scores:
+            return output, scores
+        return output
+
+    def get_config(self):
+        config = super().get_config()
+        config["window_size"] = self.window_size
+        return config

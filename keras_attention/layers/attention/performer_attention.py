@@ -1,0 +1,265 @@
+"""Performer attention: softmax attention approximated by FAVOR+ features."""
+
+import keras
+from keras import ops
+
+from keras_attention.layers.attention import efficient_math
+from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.utils.validation import check_bool
+from keras_attention.utils.validation import check_positive_int
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class PerformerAttention(MultiHeadAttention):
+    """Multi-head attention in linear time with FAVOR+ random features.
+
+    The softmax kernel `exp(q . k / sqrt(D))` is estimated with positive
+    orthogonal random features, `phi(x) = exp(W x - |x|^2 / 2) / sqrt(M)`
+    on `x` scaled by `D^-1/4` (M rows of `W`, in orthogonal blocks), so
+    `Attention(Q, K, V) ~ phi(Q) (phi(K)^T V) / (phi(Q) phi(K)^T 1)` costs
+    `O((T + S) M D)` and never forms the T x S score matrix. Causal
+    attention uses prefix sums (chunked, exact within a chunk). The
+    projections are those of `MultiHeadAttention` (same weights, same call).
+
+    Features are fixed, stored as the non-trainable weight
+    `random_projection` (drawn at build from `seed`, saved with the model,
+    identical after reload). With `redraw_features=True` every training call
+    draws a fresh `W` (the paper's feature redrawing); inference uses the
+    stored one. The approximation error shrinks as `num_random_features`
+    grows.
+
+    Shape letters: B batch, T query length, S key length, H query heads,
+    K key/value heads, D `key_dim`, Dv `value_dim`, M random features.
+
+    Padding: masked keys contribute nothing; padded queries and queries with
+    no attendable key return a zero context. Not available, because the
+    T x S matrix is never formed: an explicit `attention_mask`,
+    `attention_bias`, `return_attention_scores`, attention `dropout`; nor a
+    KV cache. Each raises a `ValueError` naming the argument.
+
+    Args:
+        num_heads: number of query heads H.
+        key_dim: size of each query/key head D.
+        num_random_features: number M of random features.
+        redraw_features: whether each training call draws new random
+            features.
+        value_dim: size of each value head Dv. Defaults to `key_dim`.
+        num_key_value_heads: number of key/value heads K; must divide
+            `num_heads`. Defaults to `num_heads`.
+        dropout: must be 0: there are no attention weights to drop (kept
+            for the `MultiHeadAttention` constructor interface).
+        use_bias: whether the four projections have biases.
+        output_shape: size (int) or shape (tuple) of the output features.
+            Defaults to the query's last dimension.
+        rotary_embedding: `None`, or a weightless position layer (such as
+            `RotaryEmbedding`) applied to projected queries and keys, or its
+            serialized config.
+        kernel_initializer: initializer of the projection kernels.
+        bias_initializer: initializer of the projection biases.
+        kernel_regularizer: regularizer of the projection kernels.
+        bias_regularizer: regularizer of the projection biases.
+        seed: optional integer seed of the random features.
+
+    Call arguments:
+        query: `(B, T, features)` tensor.
+        value: `(B, S, features)` tensor.
+        key: optional `(B, S, features)` tensor; defaults to `value`.
+        query_mask: optional `(B, T)` mask (implicit from `query`).
+        value_mask: optional `(B, S)` mask of attendable keys.
+        key_mask: optional `(B, S)` mask, merged with `value_mask`.
+        attention_mask: must be `None`.
+        use_causal_mask: whether query `i` only attends keys `j <= i`.
+        return_attention_scores: must be `False`.
+        training: whether to redraw features (with `redraw_features`).
+        attention_bias: must be `None`.
+        cache: must be `None` (no KV cache).
+        cache_index: must be `None`.
+
+    Returns:
+        `(B, T, output features)` tensor.
+
+    Raises:
+        ValueError: on invalid constructor arguments (`num_random_features <
+            1`, `dropout > 0`, and those of `MultiHeadAttention`), inputs or
+            masks of the wrong shape, or any of the unsupported call
+            arguments above.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers import PerformerAttention
+    layer = PerformerAttention(num_heads=2, key_dim=8, num_random_features=32)
+    x = np.random.rand(2, 10, 16).astype("float32")
+    y = layer(x, x, use_causal_mask=True)  # (2, 10, 16)
+    ```
+
+    References:
+        Choromanski et al., 2021, "Rethinking Attention with Performers"
+        (FAVOR+), sections 2.2-2.4 and 4.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        key_dim,
+        num_random_features=256,
+        redraw_features=False,
+        value_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        use_bias=True,
+        output_shape=None,
+        rotary_embedding=None,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads=num_heads,
+            key_dim=key_dim,
+            value_dim=value_dim,
+            num_key_value_heads=num_key_value_heads,
+            dropout=dropout,
+            use_bias=use_bias,
+            output_shape=output_shape,
+            rotary_embedding=rotary_embedding,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            kernel_regularizer=kernel_regularizer,
+            bias_regularizer=bias_regularizer,
+            seed=seed,
+            **kwargs,
+        )
+        if self.dropout != 0:
+            raise ValueError(
+                "Received an invalid value for argument `dropout`, expected 0 "
+                "(PerformerAttention forms no attention weights to drop). "
+                f"Received: dropout={dropout!r}"
+            )
+        self.num_random_features = check_positive_int(
+            num_random_features, "num_random_features"
+        )
+        self.redraw_features = check_bool(redraw_features, "redraw_features")
+        self.feature_seed_generator = keras.random.SeedGenerator(seed)
+
+    def build(self, query_shape, value_shape, key_shape=None):
+        super().build(query_shape, value_shape, key_shape)
+        def draw(shape, dtype=None):
+            return efficient_math.orthogonal_random_features(
+                shape[0], shape[1], seed=self.feature_seed_generator
+            )  # (M, D)
+
+        self.random_projection = self.add_weight(
+            name="random_projection",
+            shape=(self.num_random_features, self.key_dim),
+            initializer=draw,
+            trainable=False,
+        )
+
+    def get_initial_cache(self, batch_size, max_length, dtype=None):
+        """Not supported: `PerformerAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "get_initial_cache")
+
+    def compute_cross_attention_cache(self, value, key=None):
+        """Not supported: `PerformerAttention` keeps no KV cache.
+
+        Raises:
+            ValueError: always.
+        """
+        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+
+    def _check_call_args(self, query, value, key, attention_mask, attention_bias,
+                         cache, cache_index):
+        efficient_math.check_no_cache(self, cache, cache_index)
+        reason = "None (the T x S matrix is never formed)"
+        if attention_mask is not None:
+            efficient_math.reject_argument(
+                self, "attention_mask", attention_mask,
+                reason,
+            )
+        if attention_bias is not None:
+            efficient_math.reject_argument(
+                self, "attention_bias", attention_bias,
+                reason,
+            )
+        return super()._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+
+    def _check_scores(self, return_attention_scores):
+        if return_attention_scores:
+            efficient_math.reject_argument(
+                self, "return_attention_scores", return_attention_scores,
+                "False (the T x S matrix is never formed)",
+            )
+
+    def call(
+        self,
+        query,
+        value,
+        key=None,
+        query_mask=None,
+        value_mask=None,
+        key_mask=None,
+        attention_mask=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        attention_bias=None,
+        cache=None,
+        cache_index=None,
+    ):
+        self._check_scores(return_attention_scores)
+        self._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, S, K, D)
+        value_proj = self.value_dense(value)  # (B, S, K, Dv)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=0)
+            key_proj = self.rotary_embedding(key_proj, start_index=0)
+        q_mask, k_mask = efficient_math.token_masks(
+            query, key_proj, query_mask, value_mask, key_mask
+        )
+        if training and self.redraw_features:
+            projection = efficient_math.orthogonal_random_features(
+                self.num_random_features, self.key_dim, seed=self.feature_seed_generator
+            )  # (M, D)
+        else:
+            projection = self.random_projection  # (M, D)
+        attended = efficient_math.favor_attention(
+            query_proj,
+            key_proj,
+            value_proj,
+            projection,
+            causal=use_causal_mask,
+            query_mask=q_mask,
+            key_mask=k_mask,
+        )  # (B, T, H, Dv) float32
+        attended = ops.cast(attended, self.compute_dtype)
+        return self.output_dense(attended)  # (B, T, *output_shape)
+
+    def compute_output_spec(self, query, value, key=None, return_attention_scores=False,
+                            **kwargs):
+        self._check_scores(return_attention_scores)
+        return super().compute_output_spec(query, value, key=key, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_random_features": self.num_random_features,
+                "redraw_features": self.redraw_features,
+            }
+        )
+        return config

@@ -1,0 +1,207 @@
+"""Search-space arguments of the HyperModels and the Transformer space they share.
+
+Every search-space argument of a HyperModel is either one value (fixed, but
+still recorded as a hyper-parameter so trials show it) or a list of
+choices (`hp.Choice`); the continuous ones (`dropout`, `learning_rate`)
+take a `(low, high)` tuple instead of a list (`hp.Float`, logarithmic for
+the learning rate). keras-tuner choices cannot hold `None`, so a "no
+positional scheme" choice is spelled `"none"` in the search space and
+passed as `None` to the builders.
+"""
+
+import inspect
+import numbers
+
+import keras
+import keras_tuner
+
+from keras_attention.layers.transformer import block_components
+from keras_attention.models.model_parts import POSITION_ENCODINGS
+from keras_attention.training import TransformerSchedule
+
+NONE = "none"
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _invalid(name, expected, value):
+    return ValueError(
+        f"Received an invalid value for argument `{name}`, expected {expected}. "
+        f"Received: {name}={value!r}"
+    )
+
+
+def check_choices(value, name, expected, is_valid):
+    """One value or a non-empty list of them, each passing `is_valid`.
+
+    Returns:
+        A tuple of the (distinct, ordered) choices.
+    """
+    values = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    if not values or not all(is_valid(v) for v in values):
+        raise _invalid(name, f"{expected}, or a non-empty list of them", value)
+    return tuple(dict.fromkeys(values))
+
+
+def check_int_choices(value, name):
+    """Positive integers."""
+    return check_choices(value, name, "a positive integer", lambda v: _is_int(v) and v > 0)
+
+
+def check_name_choices(value, name, allowed):
+    """Names out of `allowed`."""
+    shown = sorted(str(a) for a in allowed)
+    return check_choices(value, name, f"one of {shown}", lambda v: v in allowed)
+
+
+def check_range(value, name, low, high, high_inclusive=False, positive=False):
+    """A number, or a `(low, high)` tuple with `low < high`, within bounds.
+
+    Returns:
+        The number, or the tuple `(low, high)`.
+    """
+    def ok(v):
+        if not _is_real(v) or v < low or (v >= high if not high_inclusive else v > high):
+            return False
+        return not positive or v > 0
+
+    upper = "]" if high_inclusive else ")"
+    expected = (
+        f"a number in [{low}, {high}{upper}{' above 0' if positive else ''}, or a "
+        "(low, high) tuple of them with low < high"
+    )
+    if isinstance(value, tuple):
+        if len(value) != 2 or not all(ok(v) for v in value) or not value[0] < value[1]:
+            raise _invalid(name, expected, value)
+        return (float(value[0]), float(value[1]))
+    if not ok(value):
+        raise _invalid(name, expected, value)
+    return float(value)
+
+
+def choose(hp, name, choices):
+    """`hp.Choice` over `choices` (`hp.Boolean` for both bools), or `hp.Fixed`."""
+    if len(choices) == 1:
+        return hp.Fixed(name, choices[0])
+    if all(isinstance(c, bool) for c in choices):
+        return bool(hp.Boolean(name, default=choices[0]))
+    return hp.Choice(name, list(choices))
+
+
+def choose_float(hp, name, value, sampling="linear"):
+    """`hp.Float` over a `(low, high)` range, or `hp.Fixed` for a number."""
+    if isinstance(value, tuple):
+        return hp.Float(name, value[0], value[1], sampling=sampling)
+    return hp.Fixed(name, value)
+
+
+def transformer_optimizer(hidden_dim, learning_rate, warmup_steps):
+    """Adam with `TransformerSchedule` peaking at `learning_rate`.
+
+    The schedule peaks at `scale * (hidden_dim * warmup_steps) ** -0.5`, so
+    `scale = learning_rate * (hidden_dim * warmup_steps) ** 0.5`; Adam uses
+    the paper's `beta_2=0.98, epsilon=1e-9`.
+    """
+    scale = learning_rate * float(hidden_dim * warmup_steps) ** 0.5
+    schedule = TransformerSchedule(hidden_dim, warmup_steps=warmup_steps, scale=scale)
+    return keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9)
+
+
+class TransformerSearchSpace(keras_tuner.HyperModel):
+    """The Transformer hyper-parameters shared by the classifier and translator.
+
+    Subclasses set `builder` (a `keras_attention.models` function) and
+    implement `build(hp)` with `self.transformer_arguments(hp)`.
+    """
+
+    builder = None
+
+    def __init__(
+        self,
+        num_layers,
+        num_heads,
+        key_dim,
+        intermediate_multiplier,
+        dropout,
+        norm_first,
+        attention_kernel,
+        position_encoding,
+        position_scheme,
+        learning_rate,
+        warmup_steps,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(name=name, tunable=tunable)
+        self.num_layers = check_int_choices(num_layers, "num_layers")
+        self.num_heads = check_int_choices(num_heads, "num_heads")
+        self.key_dim = check_int_choices(key_dim, "key_dim")
+        self.intermediate_multiplier = check_int_choices(
+            intermediate_multiplier, "intermediate_multiplier"
+        )
+        self.dropout = check_range(dropout, "dropout", 0.0, 1.0)
+        self.norm_first = check_choices(
+            norm_first, "norm_first", "a bool", lambda v: isinstance(v, bool)
+        )
+        self.attention_kernel = check_name_choices(
+            attention_kernel, "attention_kernel", tuple(block_components.ATTENTION_KERNELS)
+        )
+        takes_kernel = "attention_kernel" in inspect.signature(self.builder).parameters
+        if not takes_kernel and self.attention_kernel != ("dot_product",):
+            raise _invalid(
+                "attention_kernel",
+                f"'dot_product' (the `{self.builder.__name__}` builder has no "
+                "`attention_kernel` argument)",
+                attention_kernel,
+            )
+        self._takes_kernel = takes_kernel
+        self.position_encoding = check_name_choices(
+            position_encoding, "position_encoding", POSITION_ENCODINGS
+        )
+        schemes = tuple(NONE if s is None else s for s in block_components.POSITION_SCHEMES)
+        self.position_scheme = tuple(
+            NONE if s is None else s
+            for s in check_name_choices(
+                position_scheme, "position_scheme", (*schemes, None)
+            )
+        )
+        self.learning_rate = check_range(
+            learning_rate, "learning_rate", 0.0, 1.0, high_inclusive=True, positive=True
+        )
+        self.warmup_steps = check_int_choices(warmup_steps, "warmup_steps")
+
+    def transformer_arguments(self, hp):
+        """Builder arguments and optimizer settings sampled from `hp`.
+
+        Returns:
+            `(arguments, learning_rate, warmup_steps)`: the builder keyword
+            arguments (`hidden_dim = num_heads * key_dim`,
+            `intermediate_dim = intermediate_multiplier * hidden_dim`), the
+            peak learning rate and the warm-up steps.
+        """
+        num_heads = choose(hp, "num_heads", self.num_heads)
+        hidden_dim = num_heads * choose(hp, "key_dim", self.key_dim)
+        arguments = dict(
+            num_layers=choose(hp, "num_layers", self.num_layers),
+            hidden_dim=hidden_dim,
+            num_heads=num_heads,
+            intermediate_dim=hidden_dim
+            * choose(hp, "intermediate_multiplier", self.intermediate_multiplier),
+            dropout=choose_float(hp, "dropout", self.dropout),
+            norm_first=choose(hp, "norm_first", self.norm_first),
+            position_encoding=choose(hp, "position_encoding", self.position_encoding),
+        )
+        scheme = choose(hp, "position_scheme", self.position_scheme)
+        arguments["position_scheme"] = None if scheme == NONE else scheme
+        kernel = choose(hp, "attention_kernel", self.attention_kernel)
+        if self._takes_kernel:
+            arguments["attention_kernel"] = kernel
+        learning_rate = choose_float(hp, "learning_rate", self.learning_rate, "log")
+        warmup_steps = choose(hp, "warmup_steps", self.warmup_steps)
+        return arguments, learning_rate, warmup_steps

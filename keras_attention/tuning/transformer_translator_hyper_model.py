@@ -1,0 +1,134 @@
+"""keras-tuner HyperModel of `keras_attention.models.transformer_translator`."""
+
+from keras_attention.models import transformer_translator
+from keras_attention.training import MaskedAccuracy
+from keras_attention.training import MaskedSparseCategoricalCrossentropy
+from keras_attention.tuning.search_space import TransformerSearchSpace
+from keras_attention.tuning.search_space import transformer_optimizer
+from keras_attention.utils.validation import check_positive_int
+from keras_attention.utils.validation import check_rate
+
+
+class TransformerTranslatorHyperModel(TransformerSearchSpace):
+    """Searches encoder-decoder Transformers (`transformer_translator`).
+
+    Each trial builds `transformer_translator(vocabulary_size,
+    sequence_length, target_vocabulary_size=..., ...)` with sampled depth
+    (encoder and decoder alike), heads, key size (`hidden_dim = num_heads *
+    key_dim`), feed-forward width (`intermediate_dim =
+    intermediate_multiplier * hidden_dim`), dropout, pre/post-LN, attention
+    kernel, absolute positions and in-attention positional scheme, and
+    compiles it as in the paper: Adam (`beta_2=0.98`, `epsilon=1e-9`) with
+    `TransformerSchedule` peaking at `learning_rate` after `warmup_steps`,
+    label-smoothed `MaskedSparseCategoricalCrossentropy` and
+    `MaskedAccuracy` (padding id 0 ignored). Train it on
+    `({"source_ids", "target_ids"}, next-token labels)` batches; the
+    objective `"val_loss"` or `"val_masked_accuracy"` needs validation
+    data in `search`.
+
+    Each search-space argument is one value (fixed) or a list of choices;
+    `dropout` and `learning_rate` take a number or a `(low, high)` range.
+
+    Args:
+        vocabulary_size: int, number of source token ids (0 is padding).
+        sequence_length: int, maximum source and target length.
+        target_vocabulary_size: int or `None` (the source vocabulary).
+        num_layers: encoder (and decoder) blocks.
+        num_heads: attention heads.
+        key_dim: size of each head.
+        intermediate_multiplier: feed-forward width over `hidden_dim`.
+        dropout: dropout rate, or a `(low, high)` range.
+        norm_first: pre-LN (`True`) and/or post-LN (`False`).
+        attention_kernel: attention kernel names (the builder currently
+            offers `"dot_product"` only).
+        position_encoding: `"learned"` and/or `"sinusoidal"`.
+        position_scheme: `None`/`"none"`, `"rotary"`, `"relative"`,
+            `"alibi"`.
+        learning_rate: peak learning rate, or a `(low, high)` range
+            (sampled on a log scale).
+        warmup_steps: warm-up steps of the schedule.
+        label_smoothing: float in `[0, 1)` (0.1 in the paper), not tuned.
+        name: optional name of the HyperModel.
+        tunable: whether its hyper-parameters are tuned.
+
+    Raises:
+        ValueError: for an invalid size, choice or range.
+
+    Example:
+
+    ```python
+    import keras_tuner
+    from keras_attention.tuning import TransformerTranslatorHyperModel
+    hypermodel = TransformerTranslatorHyperModel(
+        vocabulary_size=40, sequence_length=12, num_layers=1, num_heads=2,
+        key_dim=4, position_scheme=["none", "rotary"])
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    hp.values["position_scheme"], model.arguments["position_scheme"]
+    # ('none', None)
+    ```
+
+    References:
+        Vaswani et al., 2017, "Attention Is All You Need", sections 3, 5.3
+        and 5.4.
+    """
+
+    builder = staticmethod(transformer_translator)
+
+    def __init__(
+        self,
+        vocabulary_size,
+        sequence_length,
+        target_vocabulary_size=None,
+        num_layers=(1, 2, 4, 6),
+        num_heads=(4, 8),
+        key_dim=(16, 32, 64),
+        intermediate_multiplier=(2, 4),
+        dropout=(0.0, 0.3),
+        norm_first=(False, True),
+        attention_kernel="dot_product",
+        position_encoding=("sinusoidal", "learned"),
+        position_scheme=(None, "rotary", "relative", "alibi"),
+        learning_rate=(1e-4, 2e-3),
+        warmup_steps=(400, 1000, 4000),
+        label_smoothing=0.1,
+        name=None,
+        tunable=True,
+    ):
+        super().__init__(
+            num_layers=num_layers,
+            num_heads=num_heads,
+            key_dim=key_dim,
+            intermediate_multiplier=intermediate_multiplier,
+            dropout=dropout,
+            norm_first=norm_first,
+            attention_kernel=attention_kernel,
+            position_encoding=position_encoding,
+            position_scheme=position_scheme,
+            learning_rate=learning_rate,
+            warmup_steps=warmup_steps,
+            name=name,
+            tunable=tunable,
+        )
+        self.vocabulary_size = check_positive_int(vocabulary_size, "vocabulary_size")
+        self.sequence_length = check_positive_int(sequence_length, "sequence_length")
+        self.target_vocabulary_size = check_positive_int(
+            target_vocabulary_size, "target_vocabulary_size", allow_none=True
+        )
+        self.label_smoothing = check_rate(label_smoothing, "label_smoothing")
+
+    def build(self, hp):
+        """A compiled `transformer_translator` for the hyper-parameters `hp`."""
+        arguments, learning_rate, warmup_steps = self.transformer_arguments(hp)
+        model = transformer_translator(
+            vocabulary_size=self.vocabulary_size,
+            sequence_length=self.sequence_length,
+            target_vocabulary_size=self.target_vocabulary_size,
+            **arguments,
+        )
+        model.compile(
+            optimizer=transformer_optimizer(arguments["hidden_dim"], learning_rate, warmup_steps),
+            loss=MaskedSparseCategoricalCrossentropy(label_smoothing=self.label_smoothing),
+            metrics=[MaskedAccuracy()],
+        )
+        return model

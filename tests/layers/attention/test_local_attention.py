@@ -1,0 +1,263 @@
+"""LocalAttention: harness, equality with exact attention under the banded
+mask (same weights), masks, dropout, dynamic lengths and argument checks."""
+
+import keras
+import numpy as np
+import pytest
+from harness import run_layer_test
+
+from keras_attention.layers import LocalAttention
+from keras_attention.layers import MultiHeadAttention
+from keras_attention.layers import RotaryEmbedding
+
+RNG = np.random.default_rng(0)
+fn = keras.ops.convert_to_numpy
+
+
+def _rand(*shape):
+    return RNG.normal(size=shape).astype("float32")
+
+
+def test_harness_cross_attention_with_scores():
+    # T=7 queries, S=11 keys: the window is aligned at position 0.
+    run_layer_test(
+        LocalAttention,
+        {"num_heads": 2, "key_dim": 4, "window_size": 2},
+        {"query": _rand(2, 7, 8), "value": _rand(2, 11, 8)},
+        call_kwargs={"return_attention_scores": True},
+        expected_output_shape=[(2, 7, 8), (2, 2, 7, 11)],
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+def test_harness_causal_grouped_rotary_dropout():
+    run_layer_test(
+        LocalAttention,
+        {
+            "num_heads": 4,
+            "key_dim": 4,
+            "window_size": 3,
+            "num_key_value_heads": 2,
+            "dropout": 0.1,
+            "seed": 2,
+            "rotary_embedding": RotaryEmbedding(),
+        },
+        {"query": _rand(2, 9, 8), "value": _rand(2, 9, 8)},
+        call_kwargs={"use_causal_mask": True},
+        expected_output_shape=(2, 9, 8),
+        expected_num_trainable_weights=8,
+    )
+
+
+def _exact_with_band(layer, query, value, window, causal, **kwargs):
+    """MultiHeadAttention with the same weights and the banded mask."""
+    exact = MultiHeadAttention(
+        num_heads=layer.num_heads,
+        key_dim=layer.key_dim,
+        num_key_value_heads=layer.num_key_value_heads,
+    )
+    exact(query, value)
+    exact.set_weights(layer.get_weights())
+    t, s = query.shape[1], value.shape[1]
+    offset = np.arange(t)[:, None] - np.arange(s)[None, :]  # i - j
+    band = (offset >= 0) & (offset <= window) if causal else np.abs(offset) <= window
+    explicit = kwargs.pop("attention_mask", None)
+    mask = np.broadcast_to(band, (query.shape[0], 1, t, s))
+    if explicit is not None:
+        explicit = explicit if explicit.ndim == 4 else explicit[:, None]
+        mask = mask & explicit
+    return exact(query, value, attention_mask=mask, return_attention_scores=True,
+                 **kwargs)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "t,s,window,kv_heads",
+    [(10, 10, 2, None), (7, 12, 3, 1), (13, 5, 4, 2), (5, 5, 9, None), (16, 16, 1, 2)],
+)
+def test_equals_exact_attention_with_banded_mask(causal, t, s, window, kv_heads):
+    layer = LocalAttention(
+        num_heads=4, key_dim=8, window_size=window, num_key_value_heads=kv_heads
+    )
+    query, value = _rand(2, t, 16), _rand(2, s, 16)
+    value_mask = RNG.random((2, s)) > 0.3
+    query_mask = RNG.random((2, t)) > 0.2
+    out, scores = layer(query, value, value_mask=value_mask, query_mask=query_mask,
+                        use_causal_mask=causal, return_attention_scores=True)
+    ref, ref_scores = _exact_with_band(
+        layer, query, value, window, causal, value_mask=value_mask,
+        query_mask=query_mask,
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+@pytest.mark.parametrize("mask_heads", [1, 4])
+def test_explicit_mask_and_bias_are_gathered_in_the_window(mask_heads):
+    t, s, window = 9, 11, 2
+    layer = LocalAttention(num_heads=4, key_dim=8, window_size=window)
+    query, value = _rand(2, t, 16), _rand(2, s, 16)
+    attention_mask = RNG.random((2, mask_heads, t, s)) > 0.3
+    bias = _rand(1, 4, t, s)
+    out, scores = layer(query, value, attention_mask=attention_mask,
+                        attention_bias=bias, return_attention_scores=True)
+    ref, ref_scores = _exact_with_band(
+        layer, query, value, window, False, attention_mask=attention_mask,
+        attention_bias=bias,
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_numpy_reference_of_the_window():
+    # An independent reference: per-query softmax over keys |i - j| <= w.
+    t, window = 8, 2
+    layer = LocalAttention(num_heads=1, key_dim=4, window_size=window,
+                           use_bias=False)
+    x = _rand(1, t, 4)
+    out = keras.ops.convert_to_numpy(layer(x, x))
+    wq, wk, wv, wo = layer.get_weights()  # (F, 1, D) x 3, (1, D, F)
+    q, k, v = x[0] @ wq[:, 0], x[0] @ wk[:, 0], x[0] @ wv[:, 0]
+    expected = np.zeros_like(q)
+    for i in range(t):
+        js = [j for j in range(t) if abs(i - j) <= window]
+        logits = q[i] @ k[js].T / np.sqrt(4)
+        p = np.exp(logits - logits.max())
+        expected[i] = (p / p.sum()) @ v[js]
+    np.testing.assert_allclose(out[0], expected @ wo[0], atol=1e-5)
+
+
+def test_fully_masked_rows_return_a_zero_context():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=1,
+                           bias_initializer="ones")
+    x = _rand(1, 8, 8)
+    value_mask = np.array([[True, True, False, False, False, False, True, True]])
+    out, scores = layer(x, x, value_mask=value_mask, return_attention_scores=True)
+    out = keras.ops.convert_to_numpy(out)
+    # Query 3 and 4 see keys 2..4 and 3..5: all masked -> zero context, so
+    # the output is the output projection's bias (ones).
+    np.testing.assert_allclose(out[0, 3:5], np.ones((2, 8)), atol=1e-6)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores)[0, :, 3:5], 0.0)
+    assert np.all(np.isfinite(out))
+
+
+def test_dropout_only_in_training():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2, dropout=0.5,
+                           seed=1)
+    x = _rand(2, 6, 8)
+    a, b = layer(x, x), layer(x, x, training=False)
+    np.testing.assert_allclose(a, b)
+    c = layer(x, x, training=True)
+    difference = keras.ops.convert_to_numpy(c) - keras.ops.convert_to_numpy(a)
+    assert np.abs(difference).max() > 1e-3
+
+
+def test_dynamic_length_in_a_compiled_model_matches_eager():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
+    inputs = keras.Input((None, 8))
+    model = keras.Model(inputs, layer(inputs, inputs, use_causal_mask=True))
+    for length in (5, 9):
+        x = _rand(2, length, 8)
+        compiled = model.predict(x, verbose=0)
+        np.testing.assert_allclose(compiled, fn(layer(x, x, use_causal_mask=True)),
+                                   atol=1e-5)
+
+
+def test_mixed_float16_close_to_float32():
+    x = _rand(2, 12, 8)
+    ref = LocalAttention(num_heads=2, key_dim=4, window_size=3)
+    ref_out = ref(x, x, use_causal_mask=True)
+    half = LocalAttention(num_heads=2, key_dim=4, window_size=3, dtype="mixed_float16")
+    half(x, x)
+    half.set_weights(ref.get_weights())
+    out = half(x, x, use_causal_mask=True)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), ref_out, atol=2e-2
+    )
+
+
+def test_long_sequence_compiled():
+    # Blockwise: a 4096-long sequence with window 4 runs compiled and agrees
+    # with a per-row NumPy computation on a few rows.
+    t, window = 4096, 4
+    layer = LocalAttention(num_heads=1, key_dim=4, window_size=window,
+                           use_bias=False)
+    x = _rand(1, t, 4)
+    layer(x[:, :8], x[:, :8])
+    out = fn(keras.Model(*(lambda i: (i, layer(i, i)))(keras.Input((t, 4)))).predict(
+        x, verbose=0))
+    wq, wk, wv, wo = (fn(w) for w in layer.weights)
+    q, k, v = x[0] @ wq[:, 0], x[0] @ wk[:, 0], x[0] @ wv[:, 0]
+    for i in (0, 1, 2047, 4095):
+        js = np.arange(max(0, i - window), min(t, i + window + 1))
+        logits = q[i] @ k[js].T / 2.0
+        p = np.exp(logits - logits.max())
+        np.testing.assert_allclose(out[0, i], (p / p.sum()) @ v[js] @ wo[0], atol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("window", [0, -1, 2.5, None])
+def test_invalid_window_size(window):
+    with pytest.raises(ValueError, match="argument `window_size`, expected a positive"):
+        LocalAttention(num_heads=2, key_dim=4, window_size=window)
+
+
+def test_cache_is_rejected():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
+    x = _rand(1, 3, 8)
+    cache = (np.zeros((1, 3, 2, 4), "float32"),) * 2
+    with pytest.raises(ValueError, match=r"argument `cache`, expected None \(no KV"):
+        layer(x, x, cache=cache, cache_index=0)
+    with pytest.raises(ValueError, match="argument `cache_index`, expected None"):
+        layer(x, x, cache_index=0)
+    with pytest.raises(ValueError, match="a KV cache, so `get_initial_cache`"):
+        layer.get_initial_cache(batch_size=1, max_length=3)
+    with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
+        layer.compute_cross_attention_cache(x)
+
+
+def test_symbolic_cache_is_rejected():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
+    x = keras.Input((3, 8))
+    cache = (keras.Input((3, 2, 4)), keras.Input((3, 2, 4)))
+    with pytest.raises(ValueError, match="argument `cache`"):
+        layer(x, x, cache=cache, cache_index=0)
+
+
+def test_bad_mask_shape_is_rejected():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
+    x = _rand(1, 3, 8)
+    with pytest.raises(ValueError, match="argument `attention_mask`"):
+        layer(x, x, attention_mask=np.ones((1, 3, 4), bool))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="uses tf.GradientTape")
+def test_gradients_equal_exact_attention_with_banded_mask():
+    import tensorflow as tf
+
+    t, window = 9, 2
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=window)
+    x = tf.constant(_rand(2, t, 8))
+    layer(x, x)
+    exact = MultiHeadAttention(num_heads=2, key_dim=4)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    band = np.abs(np.arange(t)[:, None] - np.arange(t)[None, :]) <= window
+    target = tf.constant(_rand(2, t, 8))
+
+    def grads(model, **kwargs):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(model(x, x, **kwargs) * target)
+        return tape.gradient(loss, [x] + model.trainable_weights)
+
+    for ours, ref in zip(grads(layer), grads(exact, attention_mask=band[None])):
+        np.testing.assert_allclose(fn(ours), fn(ref), atol=1e-5)
+

@@ -1,0 +1,294 @@
+"""PerformerAttention: harness, FAVOR+ against a NumPy reference of the
+paper's formula, the random features, approximation error vs the number of
+features, feature redraw, masks and argument checks."""
+
+import keras
+import numpy as np
+import pytest
+from harness import run_layer_test
+
+from keras_attention.layers import PerformerAttention
+from keras_attention.layers import RotaryEmbedding
+from keras_attention.layers.attention import efficient_math
+from keras_attention.ops import scaled_dot_product_attention
+
+RNG = np.random.default_rng(0)
+fn = keras.ops.convert_to_numpy
+
+
+def _rand(*shape, scale=1.0):
+    return (scale * RNG.normal(size=shape)).astype("float32")
+
+
+def test_harness_cross_attention():
+    run_layer_test(
+        PerformerAttention,
+        {"num_heads": 2, "key_dim": 4, "num_random_features": 8, "seed": 3},
+        {"query": _rand(2, 5, 8), "value": _rand(2, 7, 8)},
+        expected_output_shape=(2, 5, 8),
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=1,
+    )
+
+
+def test_harness_causal_redraw_grouped_rotary():
+    # The compiled fit step runs the redraw path (training=True).
+    run_layer_test(
+        PerformerAttention,
+        {
+            "num_heads": 4,
+            "key_dim": 4,
+            "num_random_features": 6,
+            "redraw_features": True,
+            "num_key_value_heads": 2,
+            "rotary_embedding": RotaryEmbedding(),
+        },
+        {"query": _rand(2, 6, 8), "value": _rand(2, 4, 8)},
+        call_kwargs={"use_causal_mask": True},
+        expected_output_shape=(2, 6, 8),
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=1,
+    )
+
+
+# ---------------------------------------------------------------------------
+# NumPy reference of FAVOR+ (Choromanski et al. 2021, eq. 4-5 and Lemma 1).
+# ---------------------------------------------------------------------------
+
+
+def _phi(x, w):
+    """exp(w^T x - |x|^2 / 2) / sqrt(m) on x scaled by d^-1/4, float64."""
+    x = x.astype("float64") * x.shape[-1] ** -0.25
+    return np.exp(x @ w.T - 0.5 * np.sum(x**2, -1, keepdims=True)) / np.sqrt(len(w))
+
+
+def _favor_numpy(q, k, v, w, causal=False, q_mask=None, k_mask=None):
+    """q (T, D), k (S, D), v (S, Dv) for one head: the approximate attention."""
+    kernel = _phi(q, w) @ _phi(k, w).T  # (T, S) estimate of exp(q.k / sqrt(d))
+    if k_mask is not None:
+        kernel = kernel * k_mask[None, :]
+    if causal:
+        kernel = kernel * np.tril(np.ones_like(kernel))
+    den = kernel.sum(-1, keepdims=True)
+    out = np.where(den > 0, kernel @ v / np.where(den > 0, den, 1), 0.0)
+    if q_mask is not None:
+        out = out * q_mask[:, None]
+    return out
+
+
+def _projections(layer, query, value):
+    q = fn(layer.query_dense(query))  # (B, T, H, D)
+    k = fn(layer.key_dense(value))  # (B, S, K, D)
+    v = fn(layer.value_dense(value))  # (B, S, K, Dv)
+    return q, k, v
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("t,s,kv_heads", [(6, 6, None), (5, 9, 1), (9, 4, 2)])
+def test_layer_matches_numpy_favor(causal, t, s, kv_heads):
+    layer = PerformerAttention(num_heads=4, key_dim=8, num_random_features=16,
+                               num_key_value_heads=kv_heads, seed=1)
+    query, value = _rand(2, t, 16, scale=0.5), _rand(2, s, 16, scale=0.5)
+    q_mask = RNG.random((2, t)) > 0.2
+    k_mask = RNG.random((2, s)) > 0.2
+    out = fn(layer(query, value, query_mask=q_mask, value_mask=k_mask,
+                   use_causal_mask=causal))
+    q, k, v = _projections(layer, query, value)
+    w = fn(layer.random_projection).astype("float64")
+    group = 4 // (kv_heads or 4)
+    attended = np.zeros((2, t, 4, 8))
+    for b in range(2):
+        for h in range(4):
+            kk, vv = k[b, :, h // group], v[b, :, h // group]
+            if causal:  # top-left aligned: keys past T never seen
+                kk, vv, km = kk[:t], vv[:t], k_mask[b, :t]
+            else:
+                km = k_mask[b]
+            attended[b, :, h] = _favor_numpy(q[b, :, h], kk, vv, w, causal,
+                                             q_mask[b], km)
+    expected = fn(layer.output_dense(attended.astype("float32")))
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+def test_causal_chunks_match_the_prefix_sum_formula():
+    # T = 150 spans three chunks of 64 (the last one partial).
+    rng = np.random.default_rng(1)
+    q = (0.5 * rng.normal(size=(1, 150, 1, 4))).astype("float32")
+    k = (0.5 * rng.normal(size=(1, 150, 1, 4))).astype("float32")
+    v = rng.normal(size=(1, 150, 1, 3)).astype("float32")
+    w = fn(efficient_math.orthogonal_random_features(8, 4, seed=0))
+    out = fn(efficient_math.favor_attention(q, k, v, w, causal=True))
+    expected = _favor_numpy(q[0, :, 0], k[0, :, 0], v[0, :, 0], w.astype("float64"),
+                            causal=True)
+    np.testing.assert_allclose(out[0, :, 0], expected, atol=1e-5)
+
+
+def test_orthogonal_random_features():
+    w = fn(efficient_math.orthogonal_random_features(20, 8, seed=5))
+    assert w.shape == (20, 8)
+    for start in (0, 8):  # rows within a block of D are orthogonal
+        block = w[start:start + 8]
+        gram = block @ block.T
+        np.testing.assert_allclose(gram - np.diag(np.diag(gram)), 0.0, atol=1e-4)
+    # Rows are marginally N(0, I): squared norms average D.
+    many = fn(efficient_math.orthogonal_random_features(8192, 8, seed=6))
+    assert abs(np.mean(np.sum(many**2, -1)) - 8) < 0.3
+    # ... and directions are unbiased (mean direction ~ 0).
+    directions = many / np.linalg.norm(many, axis=-1, keepdims=True)
+    assert np.abs(directions.mean(0)).max() < 0.05
+
+
+def test_features_estimate_the_softmax_kernel_without_bias():
+    # E[phi(x) . phi(y)] = exp(x . y / sqrt(d)), averaged over 40 draws.
+    rng = np.random.default_rng(2)
+    x = (0.5 * rng.normal(size=(1, 3, 1, 4))).astype("float32")
+    y = (0.5 * rng.normal(size=(1, 3, 1, 4))).astype("float32")
+    estimates = []
+    for seed in range(40):
+        w = efficient_math.orthogonal_random_features(64, 4, seed=seed)
+        # is_query=True for both: row-wise stabilizers undone below.
+        fx = efficient_math.positive_random_features(x, w, True)
+        fy = efficient_math.positive_random_features(y, w, True)
+        xs = fn(x)[0, :, 0] * 4**-0.25
+        ys = fn(y)[0, :, 0] * 4**-0.25
+        shift_x = np.max(xs @ fn(w).T, -1)
+        shift_y = np.max(ys @ fn(w).T, -1)
+        kernel = fn(fx)[0, :, 0] @ fn(fy)[0, :, 0].T
+        estimates.append(kernel * np.exp(shift_x[:, None] + shift_y[None, :]))
+    exact = np.exp(fn(x)[0, :, 0] @ fn(y)[0, :, 0].T / 2.0)
+    estimates = np.array(estimates)
+    standard_error = estimates.std(0) / np.sqrt(len(estimates))
+    # Unbiased: the mean is within 4 standard errors (and within 6%).
+    assert np.all(np.abs(estimates.mean(0) - exact) < 4 * standard_error + 1e-6)
+    np.testing.assert_allclose(estimates.mean(0), exact, rtol=0.06)
+
+
+def _relative_error(num_features, seeds=6, causal=False):
+    rng = np.random.default_rng(3)
+    q = (0.5 * rng.normal(size=(2, 32, 2, 16))).astype("float32")
+    k = (0.5 * rng.normal(size=(2, 32, 2, 16))).astype("float32")
+    v = rng.normal(size=(2, 32, 2, 16)).astype("float32")
+    exact = fn(scaled_dot_product_attention(q, k, v, causal=causal))
+    errors = []
+    for seed in range(seeds):
+        w = efficient_math.orthogonal_random_features(num_features, 16, seed=seed)
+        approx = fn(efficient_math.favor_attention(q, k, v, w, causal=causal))
+        errors.append(np.linalg.norm(approx - exact) / np.linalg.norm(exact))
+    return float(np.mean(errors))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_error_shrinks_with_more_features(causal):
+    errors = {m: _relative_error(m, causal=causal) for m in (16, 128, 1024)}
+    # Monte-Carlo error ~ 1/sqrt(M): each 8x step should cut it clearly.
+    assert errors[128] < 0.7 * errors[16], errors
+    assert errors[1024] < 0.7 * errors[128], errors
+    assert errors[1024] < 0.15, errors
+
+
+def test_padded_keys_have_no_effect():
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
+    query, value = _rand(2, 5, 8), _rand(2, 7, 8)
+    mask = np.array([[True] * 4 + [False] * 3, [True] * 7])
+    out = fn(layer(query, value, value_mask=mask))
+    changed = value.copy()
+    changed[0, 4:] = 100.0 * _rand(3, 8)
+    np.testing.assert_allclose(fn(layer(query, changed, value_mask=mask)), out,
+                               atol=1e-5)
+    np.testing.assert_allclose(fn(layer(query[:1], value[:1, :4])), out[:1], atol=1e-5)
+
+
+def test_fully_masked_rows_return_a_zero_context():
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8,
+                               bias_initializer="ones")
+    x = _rand(2, 5, 8)
+    query_mask = np.array([[True] * 5, [True, True, False, False, False]])
+    value_mask = np.array([[False] * 5, [True] * 5])
+    out = fn(layer(x, x, query_mask=query_mask, value_mask=value_mask))
+    np.testing.assert_allclose(out[0], 1.0, atol=1e-6)  # no key at all
+    np.testing.assert_allclose(out[1, 2:], 1.0, atol=1e-6)  # padded queries
+    assert np.all(np.isfinite(out))
+
+
+def test_feature_redraw():
+    x = _rand(2, 6, 8)
+    fixed = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8, seed=1)
+    np.testing.assert_allclose(fn(fixed(x, x, training=True)),
+                               fn(fixed(x, x, training=True)))
+    redraw = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8,
+                                redraw_features=True, seed=1)
+    a, b = fn(redraw(x, x, training=True)), fn(redraw(x, x, training=True))
+    assert np.abs(a - b).max() > 1e-4, "no new features in training"
+    # Inference uses the stored features.
+    np.testing.assert_allclose(fn(redraw(x, x)), fn(redraw(x, x, training=False)))
+    redraw_weights = fn(redraw.random_projection)
+    redraw(x, x, training=True)
+    np.testing.assert_array_equal(fn(redraw.random_projection), redraw_weights)
+
+
+def test_features_come_from_the_seed():
+    x = _rand(1, 4, 8)
+    a = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8, seed=7)
+    b = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8, seed=7)
+    a(x, x), b(x, x)
+    np.testing.assert_array_equal(fn(a.random_projection), fn(b.random_projection))
+
+
+def test_mixed_float16_close_to_float32():
+    x = _rand(2, 12, 8)
+    ref = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
+    ref_out = fn(ref(x, x, use_causal_mask=True))
+    half = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16,
+                              dtype="mixed_float16")
+    half(x, x)
+    half.set_weights(ref.get_weights())
+    out = half(x, x, use_causal_mask=True)
+    assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    np.testing.assert_allclose(fn(keras.ops.cast(out, "float32")), ref_out, atol=2e-2)
+
+
+# ---------------------------------------------------------------------------
+# Argument checks
+# ---------------------------------------------------------------------------
+
+
+def test_invalid_constructor_arguments():
+    with pytest.raises(ValueError, match="argument `num_random_features`, expected"):
+        PerformerAttention(num_heads=2, key_dim=4, num_random_features=0)
+    with pytest.raises(ValueError, match=r"argument `dropout`, expected 0 \(Perf"):
+        PerformerAttention(num_heads=2, key_dim=4, dropout=0.1)
+    with pytest.raises(ValueError, match="argument `dropout`, expected a float"):
+        PerformerAttention(num_heads=2, key_dim=4, dropout=1.5)
+    with pytest.raises(TypeError, match="argument `redraw_features`, expected a bool"):
+        PerformerAttention(num_heads=2, key_dim=4, redraw_features="yes")
+
+
+@pytest.mark.parametrize("symbolic", [False, True])
+def test_unsupported_call_arguments(symbolic):
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
+    if symbolic:
+        x = keras.Input((3, 8))
+        mask, bias = keras.Input((3, 3), dtype="bool"), keras.Input((2, 3, 3))
+    else:
+        x = _rand(1, 3, 8)
+        mask, bias = np.ones((1, 3, 3), bool), np.zeros((1, 2, 3, 3), "float32")
+    with pytest.raises(ValueError, match="argument `attention_mask`, expected None"):
+        layer(x, x, attention_mask=mask)
+    with pytest.raises(ValueError, match="argument `attention_bias`, expected None"):
+        layer(x, x, attention_bias=bias)
+    with pytest.raises(ValueError, match="argument `return_attention_scores`, expec"):
+        layer(x, x, return_attention_scores=True)
+    with pytest.raises(ValueError, match="PerformerAttention does not support it"):
+        layer(x, x, cache_index=0)
+
+
+def test_cache_is_rejected():
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
+    x = _rand(1, 3, 8)
+    cache = (np.zeros((1, 3, 2, 4), "float32"),) * 2
+    with pytest.raises(ValueError, match=r"argument `cache`, expected None \(no KV"):
+        layer(x, x, cache=cache, cache_index=0)
+    with pytest.raises(ValueError, match="a KV cache, so `get_initial_cache`"):
+        layer.get_initial_cache(batch_size=1, max_length=3)
+    with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
+        layer.compute_cross_attention_cache(x)
