@@ -16,8 +16,12 @@ queries, keys and values, and Linformer's projections):
   attention over them (LinformerAttention's core);
 - performer_causal (vs exact causal): FAVOR+ with chunked prefix sums.
 
-All units of one length run interleaved (exact, performer, linformer, ...,
-rotating order) after a compiled warm-up call; a time is the median.
+All units of all lengths run in one interleaved pool (rotating order),
+after a compiled warm-up call each, so that every ratio -- across kernels
+and across lengths -- is measured under the same machine load; a time is
+the median over `--repeats` rounds (the minimum wall time and the median
+process CPU time are reported next to it as `ours_min` / `peer_min` and
+`ours_cpu` / `peer_cpu`).
 
 Lines (JSON, see `benchmarks/common.py`):
 
@@ -128,11 +132,23 @@ PEERS = {
 
 
 def time_lengths(args):
-    times = {}
+    # Every unit of every length in one interleaved pool, so that the growth
+    # from the shortest to the longest length is measured under the same
+    # machine load.
+    units = {}
     for length in args.lengths:
-        units = _units(length, args.heads, args.features, args.projection_dim)
-        measured = common.interleaved(units, args.repeats, warmup=1)
-        times[length] = {name: seconds for name, (seconds, _) in measured.items()}
+        for name, unit in _units(
+            length, args.heads, args.features, args.projection_dim
+        ).items():
+            units[(name, length)] = unit
+    measured = common.interleaved(units, args.repeats, warmup=1)
+    median = {key: seconds for key, (seconds, _) in measured.items()}
+    fastest = {key: min(times) for key, (_, times) in measured.items()}
+    cpu = {key: getattr(t, "cpu_seconds", None) for key, t in measured.items()}
+
+    def cpu_ms(key):
+        return None if cpu[key] is None else round(1e3 * cpu[key], 2)
+    for length in args.lengths:
         for kernel, peer in PEERS.items():
             config = {
                 "kernel": kernel,
@@ -143,13 +159,18 @@ def time_lengths(args):
                 "features": args.features,
                 "projection_dim": args.projection_dim,
                 "jit_compile": True,
+                "repeats": args.repeats,
             }
             common.emit(common.record(
                 BENCHMARK, config, "fwd_bwd_ms",
-                1e3 * times[length][kernel],
+                1e3 * median[(kernel, length)],
                 peer_name=PEER + (" causal" if "causal" in peer else ""),
-                peer=1e3 * times[length][peer],
+                peer=1e3 * median[(peer, length)],
                 higher_is_better=False,
+                ours_min=round(1e3 * fastest[(kernel, length)], 2),
+                peer_min=round(1e3 * fastest[(peer, length)], 2),
+                ours_cpu=cpu_ms((kernel, length)),
+                peer_cpu=cpu_ms((peer, length)),
             ), args.results_file)
     first, last = min(args.lengths), max(args.lengths)
     if first != last:
@@ -158,10 +179,12 @@ def time_lengths(args):
                       "heads": args.heads, "jit_compile": True}
             common.emit(common.record(
                 BENCHMARK, config, f"time_growth_{first}_to_{last}",
-                times[last][kernel] / times[first][kernel],
+                median[(kernel, last)] / median[(kernel, first)],
                 peer_name=PEER + (" causal" if "causal" in peer else ""),
-                peer=times[last][peer] / times[first][peer],
+                peer=median[(peer, last)] / median[(peer, first)],
                 higher_is_better=False,
+                ours_min=round(fastest[(kernel, last)] / fastest[(kernel, first)], 3),
+                peer_min=round(fastest[(peer, last)] / fastest[(peer, first)], 3),
             ), args.results_file)
 
 

@@ -134,9 +134,13 @@ def parse_layer(value):
         return value
 
 
+_VISIBLE = {" ": "\u00b7", "\n": "\\n", "\t": "\\t"}
+
+
 def token_strings(tokenizer, ids):
-    """Token strings of the non-padding ids of one sequence."""
-    return [tokenizer.id_to_token(int(i)) for i in np.asarray(ids) if int(i) != 0]
+    """Token strings of the non-padding ids of one sequence (blanks made visible)."""
+    tokens = [tokenizer.id_to_token(int(i)) for i in np.asarray(ids) if int(i) != 0]
+    return [_VISIBLE.get(token, token) for token in tokens]
 
 
 def plot_attention_map(args, model, inputs, filename, query_tokens, key_tokens):

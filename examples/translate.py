@@ -44,7 +44,7 @@ from keras_attention.export import TranslatorPipeline
 
 TFDS_NAMES = ("ted_hrlr_translate/pt_to_en",)
 DEFAULTS = dict(
-    epochs=6, batch_size=64, num_layers=2, hidden_dim=128, num_heads=4,
+    epochs=3, batch_size=64, num_layers=2, hidden_dim=128, num_heads=4,
     intermediate_dim=256, num_train=20000, num_validation=1000, num_test=1000,
     warmup_steps=1000,
 )

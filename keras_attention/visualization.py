@@ -18,6 +18,8 @@ import numpy as np
 
 from keras_attention.utils import validation
 
+__all__ = ["attention_scores", "plot_attention", "plot_model_attention"]
+
 _BUILDERS = ("transformer_translator", "transformer_classifier", "masked_lm", "causal_lm")
 
 
@@ -249,7 +251,9 @@ def plot_attention(
         figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
+        figure.tight_layout(rect=(0, 0, 1, 0.94))
+    else:
+        figure.tight_layout()
     directory = os.path.dirname(os.fspath(path))
     if directory:
         os.makedirs(directory, exist_ok=True)

@@ -19,6 +19,7 @@ PUBLIC_MODULES = (
     "keras_attention.tuning",
     "keras_attention.distribute",
     "keras_attention.export",
+    "keras_attention.visualization",
 )
 
 

@@ -1,9 +1,10 @@
 """Chief-only writing: where each worker of a cluster saves its files."""
 
 import contextlib
-import os
 import shutil
 import tempfile
+
+import tensorflow as tf
 
 from keras_attention.distribute.strategies import is_chief
 
@@ -20,7 +21,8 @@ def chief_write_dir(directory, strategy=None):
     `directory`.
 
     Args:
-        directory: the directory the chief writes to (created if missing).
+        directory: the directory the chief writes to (created if missing;
+            any path `tf.io.gfile` takes, e.g. on GCS).
         strategy: a `tf.distribute.Strategy`; `None` for the current one.
 
     Yields:
@@ -38,7 +40,7 @@ def chief_write_dir(directory, strategy=None):
     ```
     """
     if is_chief(strategy):
-        os.makedirs(directory, exist_ok=True)
+        tf.io.gfile.makedirs(directory)  # local paths or e.g. gs://
         yield directory
         return
     temporary = tempfile.mkdtemp(prefix="keras_attention_worker_")

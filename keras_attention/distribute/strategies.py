@@ -151,9 +151,10 @@ def get_strategy(
       or every logical CPU when there is no GPU (see
       `configure_logical_devices`).
     - `"multi_worker"`: `MultiWorkerMirroredStrategy` over the cluster of
-      `TF_CONFIG` (validated by `read_tf_config`). Keras 3 `model.fit`
-      does not run under it (tensorflow#72388): train with
-      `DistributedTrainer`.
+      `TF_CONFIG` (validated by `read_tf_config`). Create it at program
+      start, before TensorFlow runs any op (TensorFlow configures its
+      collective ops then). Keras 3 `model.fit` does not run under it
+      (tensorflow#72388): train with `DistributedTrainer`.
     - `"tpu"`: `TPUStrategy` from a `TPUClusterResolver(tpu)`.
     - `"auto"`: `"multi_worker"` when `TF_CONFIG` is set (or `tf_config`
       given), `"tpu"` when `tpu` is given or `TPU_NAME` is set,

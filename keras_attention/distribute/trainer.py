@@ -162,9 +162,11 @@ class DistributedTrainer:
     4. metrics accumulate per replica and are summed when read.
 
     Fault tolerance: with `checkpoint_dir`, a `tf.train.CheckpointManager`
-    saves the model, the optimizer (moments, iteration count) and the
-    position in training (epoch, step within the epoch) every
-    `save_every_steps` steps and at every epoch end. `fit` first restores
+    saves the model (with the random state of its dropout layers), the
+    optimizer (moments, iteration count) and the position in training
+    (epoch, step within the epoch) every `save_every_steps` steps and at
+    every epoch end (metric accumulators are not saved: after a resume the
+    epoch's metrics cover the steps since the restart). `fit` first restores
     the latest checkpoint, then skips the batches the checkpoint already
     trained on and continues: a job killed at any point and restarted with
     the same arguments ends with the same weights as an uninterrupted run,
@@ -355,36 +357,46 @@ class DistributedTrainer:
         Returns:
             `filepath` on the chief, `None` on other workers.
         """
-        directory, name = os.path.split(os.path.abspath(filepath))
-        with chief_write_dir(directory, self.strategy) as target:
+        directory, name = os.path.split(str(filepath))
+        with chief_write_dir(directory or ".", self.strategy) as target:
             self.model.save(os.path.join(target, name))
         return filepath if self.is_chief else None
 
-    def export(self, directory, format="tf_saved_model"):
-        """Export the model for inference (`model.export`), chief only.
+    def export(self, export_dir, version=1, pipeline=None, overwrite=False):
+        """Export for TF Serving with `export_for_serving`; chief only.
+
+        Writes `export_dir/<version>/` (SavedModel + `.keras` file). Other
+        workers export into a temporary directory that is deleted.
 
         Args:
-            directory: the export directory (e.g. `saved_models/name/1`).
-            format: export format of `keras.Model.export`.
+            export_dir: the model root, e.g. `"saved_models/translator"`.
+            version: positive int, the version directory.
+            pipeline: optional serving pipeline around the model (e.g. a
+                `keras_attention.export.TranslatorPipeline` taking raw
+                strings); `None` serves the model on its own inputs.
+            overwrite: whether to replace an existing version.
 
         Returns:
-            `directory` on the chief, `None` on other workers.
+            The version directory on the chief, `None` on other workers.
         """
-        parent, name = os.path.split(os.path.abspath(directory))
-        with chief_write_dir(parent, self.strategy) as target:
-            self.model.export(os.path.join(target, name), format=format, verbose=False)
-        return directory if self.is_chief else None
+        from keras_attention.export import export_for_serving
+
+        with chief_write_dir(export_dir, self.strategy) as target:
+            path = export_for_serving(
+                pipeline if pipeline is not None else self.model,
+                target, version=version, overwrite=overwrite,
+            )
+        return path if self.is_chief else None
 
     # ------------------------------------------------------------------
     # Steps.
 
     def _replica_loss(self, y, y_pred, sample_weight, context):
+        """This replica's share: its loss sum over the global loss weight."""
         total, weight = loss_sum_and_weight(self.loss, y, y_pred, sample_weight)
-        replicas = context.num_replicas_in_sync
-        if weight is None:
-            return total, ops.convert_to_tensor(1.0 / replicas, total.dtype)
-        global_weight = context.all_reduce(_SUM, weight)
-        return ops.divide_no_nan(total, global_weight), weight
+        if weight is None:  # reduction="sum": the shares add up as they are
+            return total
+        return ops.divide_no_nan(total, context.all_reduce(_SUM, weight))
 
     def _train_replica(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -392,7 +404,7 @@ class DistributedTrainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             y_pred = self.model(x, training=True)
-            loss, _ = self._replica_loss(y, y_pred, sample_weight, context)
+            loss = self._replica_loss(y, y_pred, sample_weight, context)
             if self.model.losses:
                 # Regularisation once over all replicas.
                 loss = loss + ops.sum(self.model.losses) / context.num_replicas_in_sync
@@ -429,7 +441,7 @@ class DistributedTrainer:
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         context = tf.distribute.get_replica_context()
         y_pred = self.model(x, training=False)
-        loss, _ = self._replica_loss(y, y_pred, sample_weight, context)
+        loss = self._replica_loss(y, y_pred, sample_weight, context)
         for metric in self.metrics:
             metric.update_state(y, y_pred, sample_weight)
         return context.all_reduce(_SUM, loss)
@@ -546,6 +558,7 @@ class DistributedTrainer:
             callback_list.on_epoch_begin(epoch)
             progbar = None
             if verbose:
+                print(f"Epoch {epoch + 1}/{epochs}")
                 progbar = keras.utils.Progbar(
                     steps, verbose=verbose, stateful_metrics=[m.name for m in self.metrics]
                 )

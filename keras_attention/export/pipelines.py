@@ -2,29 +2,33 @@
 
 A pipeline puts the in-graph tokenizers of `keras_attention.data`, a model
 of `keras_attention.models` and, for text generation, the decoding loop of
-`keras_attention.generation` into one function of string tensors. Pass it
-to `export_for_serving` and the SavedModel's `serving_default` signature
-takes what a client has -- a batch of raw strings -- and returns strings,
-ids and probabilities. The exported graph uses core TensorFlow ops only, so
-it loads in a process that imports only TensorFlow, and in the stock
-`tensorflow_model_server`.
+`keras_attention.generation` into one function of string tensors:
+`ClassifierPipeline` (texts -> labels and probabilities),
+`TranslatorPipeline` (sources -> translations), `GeneratorPipeline`
+(prompts and budgets -> continuations) and `FillMaskPipeline` (texts with
+`[MASK]` markers -> filled texts). Pass one to `export_for_serving` and the
+SavedModel's `serving_default` signature takes what a client has -- a batch
+of raw strings -- and returns strings, ids and probabilities. The exported
+graph uses core TensorFlow ops only (no tensorflow-text kernels), so it
+loads in a process that imports only TensorFlow, and in TF Serving.
 
 Every pipeline is also callable in Python (`pipeline(["some text"])`),
 running the very function that is exported, and returns a dict of NumPy
 arrays (strings as UTF-8 `bytes`).
 
 Defined behaviour on awkward inputs: a text longer than the tokenizer's
-`sequence_length` is truncated (the translator and the classifier keep the
-first tokens, the generator keeps the last tokens of a prompt, the ones next
-to the continuation); an empty text is a sequence of padding only (its
-attention rows are fully masked and give zeros, never NaN), which gives a
-defined, if uninformative, prediction.
+`sequence_length` is truncated (the classifier, the translator and the
+fill-mask pipeline keep the first tokens, the generator keeps the last
+tokens of a prompt, the ones next to the continuation); an empty text is a
+sequence of padding only (its attention rows are fully masked and give
+zeros, never NaN), which gives a defined, if uninformative, prediction.
 
-Decoding inside the graph runs the compiled loop of `Seq2SeqGenerator` /
-`CausalLMGenerator` (greedy, beam search or sampling over KV caches) on
-chunks of `batch_chunk` rows, so any batch size works: the batch is padded
-to a multiple of `batch_chunk` and the chunks are decoded one after the
-other by `tf.map_fn`.
+Decoding inside the graph runs the decoding loop of `Seq2SeqGenerator` /
+`CausalLMGenerator` (greedy, beam search or sampling over KV caches, a
+`tf.while_loop`, not XLA-compiled in the export) on chunks of `batch_chunk`
+rows, so any batch size works: the batch is padded to a multiple of
+`batch_chunk` and the chunks are decoded one after the other by
+`tf.map_fn`.
 
 Shape letters: B batch, C classes, S source length, P prompt length, L
 decoding buffer length, K beam width.

@@ -12,9 +12,6 @@ from keras import ops
 
 from keras_attention.models.builder_model import BuilderModel
 
-SUPPORTED_BUILDERS = ("causal_lm", "transformer_translator")
-
-
 def check_model(model, builder):
     """Raise unless `model` was built by the builder named `builder`."""
     if not isinstance(model, BuilderModel) or model.builder != builder:
@@ -86,14 +83,34 @@ class DecodingParts:
         """Zero self-attention caches `(N, L, K, D)` of every decoder block."""
         return [block.get_initial_cache(rows, length) for block in self.decoder_blocks]
 
-    def logits(self, hidden):
-        """`(N, T, V)` float32 logits of hidden states `(N, T, E)`."""
+    def output_head(self):
+        """The output projection `(kernel (E, V), bias (V,) or None)`.
+
+        Computed once per generation, outside the decoding loop: the tied
+        kernel is the transposed embedding table, laid out `(E, V)` so that
+        each step is a plain `(N, E) x (E, V)` product. (Transposing inside
+        the loop lets XLA:CPU fuse the transpose into a strided loop that is
+        several times slower than the product itself.)
+        """
+        dtype = self.target_embedding.compute_dtype
+        if self.lm_head is None:
+            table = self.target_embedding.token_embedding.embeddings  # (V, E)
+            return ops.transpose(ops.cast(table, dtype)), None  # (E, V)
+        return ops.cast(self.lm_head.kernel, dtype), ops.cast(self.lm_head.bias, dtype)
+
+    def logits(self, hidden, head):
+        """`(N, T, V)` float32 logits of hidden states `(N, T, E)`.
+
+        Args:
+            hidden: `(N, T, E)` decoder output before the final norm.
+            head: the output of `output_head()`.
+        """
         if self.decoder_norm is not None:
             hidden = self.decoder_norm(hidden)
-        if self.lm_head is None:
-            logits = self.target_embedding.token_embedding(hidden, reverse=True)
-        else:
-            logits = self.lm_head(hidden)
+        kernel, bias = head
+        logits = ops.matmul(hidden, kernel)  # (N, T, V)
+        if bias is not None:
+            logits = logits + bias
         return ops.cast(logits, "float32")  # (N, T, V)
 
     def decode_cached(self, token_ids, cache_index, caches, padding_mask, context):

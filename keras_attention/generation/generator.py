@@ -7,12 +7,13 @@ length, V vocabulary size.
 The whole generation -- encoder pass, prompt prefill, and every decoding
 step -- runs in one function around a `keras.ops.while_loop`. On the
 TensorFlow backend it is a `tf.function` compiled with XLA
-(`jit_compile=True`), traced once per combination of input shapes and
+(`jit_compile=True`), on JAX a `jax.jit` function taking the model weights
+as arguments; either is traced once per combination of input shapes and
 static options (strategy, `top_k`, beam width, whether `top_p` and caches
-are used); temperature, `top_p`, the length penalty, the seed, the prompt
-lengths and `max_new_tokens` within the same buffer length are tensors, so
-changing them does not retrace. `trace_count` counts the traces. Other
-backends run the same loop without an outer compilation.
+are used). Temperature, `top_p`, the length penalty, the seed, the prompt
+contents and lengths are tensors, so changing them does not retrace.
+`trace_count` counts the traces. Other backends (or `jit_compile=False` on
+JAX) run the same `keras.ops.while_loop` without an outer compilation.
 """
 
 import numbers
@@ -24,7 +25,10 @@ from keras import ops
 from keras_attention.generation import logits_processing as lp
 from keras_attention.generation.decoding_parts import DecodingParts
 
-STRATEGIES = ("greedy", "sample", "beam")
+# Arguments of `_decode` that select the traced program (Python values).
+_STATIC_ARGUMENTS = (
+    "prompt_width", "strategy", "use_cache", "top_k", "use_top_p", "beam_width",
+)
 
 
 def _invalid(name, expected, value):
@@ -299,13 +303,37 @@ class Generator:
 
     def _compiled(self):
         if self._function is None:
-            if keras.backend.backend() == "tensorflow":
+            backend = keras.backend.backend()
+            if backend == "tensorflow":
                 import tensorflow as tf
 
                 self._function = tf.function(self._decode, jit_compile=self.jit_compile)
+            elif backend == "jax" and self.jit_compile:
+                self._function = self._jax_function()
             else:
                 self._function = self._decode
         return self._function
+
+    def _jax_function(self):
+        """`jax.jit` of `_decode` with the model weights passed as inputs.
+
+        The weights are arguments, not constants captured at trace time, so
+        the compiled loop stays valid when the model trains further.
+        """
+        import jax
+
+        variables = list(self.model.variables)
+
+        def stateless(values, **kwargs):
+            with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+                return self._decode(**kwargs)
+
+        jitted = jax.jit(stateless, static_argnames=_STATIC_ARGUMENTS)
+
+        def call(**kwargs):
+            return jitted([v.value for v in variables], **kwargs)
+
+        return call
 
     # ------------------------------------------------------------------ #
     # The traced function
@@ -330,8 +358,10 @@ class Generator:
         if use_cache:
             caches = self._prefill(tokens, prompt_width, context)
 
+        head = self.parts.output_head()
+
         def next_logits(tokens, index, caches):
-            return self._next_logits(tokens, index, caches, context, use_cache)
+            return self._next_logits(tokens, index, caches, context, head, use_cache)
 
         start = ops.maximum(ops.min(lengths), 1)
         if strategy == "beam":
@@ -353,7 +383,7 @@ class Generator:
         )
         return caches
 
-    def _next_logits(self, tokens, index, caches, context, use_cache):
+    def _next_logits(self, tokens, index, caches, context, head, use_cache):
         """Float32 `(N, V)` logits for position `index`, and the caches."""
         rows, length = tokens.shape
         position = index - 1
@@ -368,7 +398,7 @@ class Generator:
             hidden = ops.slice(
                 hidden, (0, position, 0), (rows, 1, hidden.shape[-1])
             )  # (N, 1, E)
-        return self.parts.logits(hidden)[:, 0, :], caches  # (N, V)
+        return self.parts.logits(hidden, head)[:, 0, :], caches  # (N, V)
 
     @staticmethod
     def _exclude_padding(scores):

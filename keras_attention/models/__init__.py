@@ -3,6 +3,7 @@
 from keras_attention.models.builder_model import BuilderModel
 from keras_attention.models.causal_lm import causal_lm
 from keras_attention.models.masked_lm import masked_lm
+from keras_attention.models.memory_model import memory_model
 from keras_attention.models.mlm_masking import mlm_mask_tokens
 from keras_attention.models.parameter_count import count_parameters
 from keras_attention.models.transformer_classifier import transformer_classifier
@@ -13,6 +14,7 @@ __all__ = [
     "causal_lm",
     "count_parameters",
     "masked_lm",
+    "memory_model",
     "mlm_mask_tokens",
     "transformer_classifier",
     "transformer_translator",

@@ -17,7 +17,6 @@ Shape letters: B batch, T sequence length, E `hidden_dim`, V vocabulary size.
 """
 
 import keras
-from keras import ops
 
 from keras_attention.layers.position import TokenAndPositionEmbedding
 from keras_attention.layers.transformer import TransformerDecoderBlock
@@ -181,8 +180,3 @@ class FirstTokenPooling(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], input_shape[-1])
-
-
-def padding_mask_of(token_ids):
-    """`(B, T)` boolean mask of real tokens (id 0 is padding)."""
-    return ops.not_equal(token_ids, 0)

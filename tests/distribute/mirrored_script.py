@@ -44,6 +44,7 @@ from keras_attention.models import transformer_classifier  # noqa: E402
 from keras_attention.models import transformer_translator  # noqa: E402
 
 GLOBAL_BATCH = 8
+CLIP = 0.2  # global gradient-norm clip of the DistributedTrainer runs (|g| ~ 0.6)
 VOCAB = 24
 LENGTH = 8
 
@@ -167,12 +168,24 @@ def main(only, out):
         print(f"{name}: fit done {time.time() - START:.0f}s", file=sys.stderr, flush=True)
         if name != "translator":
             continue
-        # DistributedTrainer, one step of the uneven global batch.
+        # DistributedTrainer, one step of the uneven global batch, with a
+        # gradient-norm clip far below the gradient's norm: equal steps mean
+        # the clip saw the global gradient (Keras clips each replica's part).
         data = tf.data.Dataset.from_tensor_slices((x_uneven, y_uneven)).batch(
             GLOBAL_BATCH, drop_remainder=True
         )
+        schedule = ka.training.TransformerSchedule(8, warmup_steps=4)
+        results["translator/trainer/clip"] = CLIP
+        results["translator/trainer/learning_rate"] = float(schedule(0))
+
+        def clipped_kwargs():
+            kwargs = compile_kwargs()
+            kwargs["optimizer"] = keras.optimizers.SGD(schedule, momentum=0.9, global_clipnorm=CLIP)
+            return kwargs
+
         for label, strategy in (("mirrored", mirrored), ("single", default)):
-            model = fresh(strategy)
+            model = build_and_compile(strategy, build, clipped_kwargs)
+            model.set_weights(initial)
             trainer = DistributedTrainer(model, strategy=strategy, metrics=compile_kwargs()["metrics"])
             history = trainer.fit(data, epochs=1, verbose=0)
             results[f"{name}/trainer/{label}/loss"] = history.history["loss"][0]

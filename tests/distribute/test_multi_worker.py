@@ -68,7 +68,7 @@ def runs(tmp_path_factory):
                     subprocesses.python_env())
         procs.wait(["worker0", "worker1", "single"], timeout=300)
     print(f"two workers + single process: {time.monotonic() - began:.0f}s")
-    return {"cluster": cluster, "single": single, "worker_tmp": worker_tmp}
+    return {"cluster": cluster, "single": single, "worker_tmp": worker_tmp, "init": init}
 
 
 def _losses(path):
@@ -115,12 +115,14 @@ def test_only_the_chief_writes(runs):
     # Saved at global steps 4, 6 (epoch end), 8, 12 (epoch end); 3 kept.
     assert checkpoints == ["ckpt-12.index", "ckpt-6.index", "ckpt-8.index"]
     assert (cluster / "model.keras").is_file()
-    assert (cluster / "export" / "saved_model.pb").is_file()
+    assert (cluster / "export" / "1" / "saved_model.pb").is_file()
+    assert list((cluster / "export").iterdir()) == [cluster / "export" / "1"]
     chief_writes = json.loads((cluster / "writes_chief.json").read_text())
     worker_writes = json.loads((cluster / "writes_worker1.json").read_text())
-    assert chief_writes and all(
-        pathlib.Path(w["path"]) == cluster and w["exists_after"] for w in chief_writes
-    )
+    # The chief wrote the .keras file and the export in place (its
+    # checkpoints go through its CheckpointManager, in place too).
+    assert [pathlib.Path(w["path"]) for w in chief_writes] == [cluster, cluster / "export"]
+    assert all(w["exists_after"] for w in chief_writes)
     # The worker took part in every save (checkpoints, model, export) ...
     assert len(worker_writes) == 4 + 2
     for write in worker_writes:
@@ -136,3 +138,53 @@ def test_both_workers_started_from_scratch(runs):
         (start,) = subprocesses.read_jsonl(runs["cluster"] / f"start_{task}.jsonl")
         assert start["restored"] is None and start["iterations"] == 0
 
+
+
+@pytest.mark.slow
+def test_cluster_killed_mid_epoch_resumes_from_chief_checkpoint(runs, tmp_path):
+    """A worker dies mid-epoch; the job is restarted and resumes.
+
+    When one worker is killed (SIGKILL) the other blocks in its next
+    collective, so the whole job is restarted (what a cluster manager
+    does), on new ports. Both workers restore the chief's last checkpoint
+    (every 2 steps), continue the epoch and end with the weights of the
+    uninterrupted two-worker run of `runs` (same initial weights and data).
+    """
+    cluster = tmp_path / "cluster"
+    cluster.mkdir()
+    common = ["--init", runs["init"], "--epochs", EPOCHS, "--steps", STEPS,
+              "--save-every", 2, "--out", cluster, "--strategy", "multi_worker"]
+    steps_file = cluster / "steps_chief.jsonl"
+    with subprocesses.Processes(tmp_path / "logs") as procs:
+        ports = subprocesses.free_ports(2)
+        for index in range(2):
+            env = subprocesses.python_env(TF_CONFIG=subprocesses.tf_config(ports, index))
+            procs.start(f"first{index}", "train_script.py",
+                        [*common, "--step-delay", 0.5], env)
+        procs.wait_until(
+            lambda: any(r["global_step"] >= 3 for r in subprocesses.read_jsonl(steps_file)),
+            timeout=300, watch=["first0", "first1"],
+        )
+        procs.sigkill("first1")
+        procs.sigkill("first0")
+        killed = subprocesses.read_jsonl(steps_file)
+        assert killed[-1]["global_step"] < STEPS  # killed during the first epoch
+        ports = subprocesses.free_ports(2)
+        for index in range(2):
+            env = subprocesses.python_env(TF_CONFIG=subprocesses.tf_config(ports, index))
+            procs.start(f"second{index}", "train_script.py", common, env)
+        procs.wait(["second0", "second1"], timeout=300)
+    starts = {task: subprocesses.read_jsonl(cluster / f"start_{task}.jsonl")
+              for task in ("chief", "worker1")}
+    for task, (first, second) in starts.items():
+        assert first["restored"] is None
+        assert second["restored"] is not None and second["epoch"] == 0
+        assert 2 <= second["iterations"] == second["step_in_epoch"] <= killed[-1]["global_step"]
+    assert starts["chief"][1]["iterations"] == starts["worker1"][1]["iterations"]
+    resumed_from = starts["chief"][1]["iterations"]
+    after = subprocesses.read_jsonl(steps_file)[len(killed):]
+    assert [r["global_step"] for r in after] == list(range(resumed_from + 1, EPOCHS * STEPS + 1))
+    with np.load(cluster / "final_chief.npz") as got, \
+            np.load(runs["cluster"] / "final_chief.npz") as want:
+        for key in want.files:
+            np.testing.assert_allclose(got[key], want[key], atol=1e-6, rtol=0)

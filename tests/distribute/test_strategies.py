@@ -10,7 +10,6 @@ import tensorflow as tf
 
 import keras_attention as ka
 from keras_attention import distribute
-from keras_attention.distribute import tf_config as tf_config_module
 
 CLUSTER = {"worker": ["127.0.0.1:20001", "127.0.0.1:20002"]}
 

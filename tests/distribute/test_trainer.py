@@ -140,10 +140,10 @@ def test_trainer_matches_keras_fit_on_one_device():
 
 def _regression(seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential(
-        [keras.Input((3,)), keras.layers.Dense(4, activation="tanh"),
-         keras.layers.Dropout(0.25), keras.layers.Dense(1)]
-    )
+    inputs = keras.Input((3,), name="features")
+    hidden = keras.layers.Dense(4, activation="tanh")(inputs)
+    hidden = keras.layers.Dropout(0.25)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="value")(hidden))
     model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
     return model
 
@@ -216,8 +216,11 @@ def test_validation_logs_and_saving(tmp_path):
     x = np.ones((2, 3), "float32")
     np.testing.assert_allclose(reloaded.predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-6)
-    exported = trainer.export(str(tmp_path / "export" / "1"))
-    assert (tmp_path / "export" / "1" / "saved_model.pb").is_file() and exported
+    exported = trainer.export(str(tmp_path / "export"), version=2)
+    assert exported == str(tmp_path / "export" / "2")
+    served = tf.saved_model.load(exported).signatures["serving_default"]
+    (output,) = served(features=tf.constant(x)).values()
+    np.testing.assert_allclose(output.numpy(), model.predict(x, verbose=0), rtol=1e-5)
 
 
 # ----------------------------------------------------------------------

@@ -22,7 +22,7 @@ its task (`chief`/`worker1` for a cluster, `single` otherwise):
 
 `--loop trainer` uses `DistributedTrainer` (checkpoint every `--save-every`
 steps and every epoch under `DIR/checkpoints`, then `save_model` and
-`export` under `DIR/model.keras` and `DIR/export`); `--loop fit` uses
+`export` under `DIR/model.keras` and `DIR/export/1`); `--loop fit` uses
 Keras `fit` with `keras.callbacks.BackupAndRestore(DIR/backup,
 save_freq="epoch")` (default strategy only).
 """

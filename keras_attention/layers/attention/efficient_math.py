@@ -76,6 +76,7 @@ def token_masks(query, key, query_mask=None, value_mask=None, key_mask=None):
         k_mask = k_mask[:, 0, 0, :]  # (B, S)
     return q_mask, k_mask
 
+
 # ---------------------------------------------------------------------------
 # FAVOR+ (Choromanski et al., 2021)
 # ---------------------------------------------------------------------------
@@ -211,7 +212,10 @@ def favor_attention(
         q_len, k_len = ops.shape(query)[1], ops.shape(key)[1]
         if key_mask is None:
             key_mask = ops.ones((ops.shape(key)[0], k_len), dtype="bool")
-        extra = ops.maximum(q_len - k_len, 0)
+        if isinstance(q_len, int) and isinstance(k_len, int):
+            extra = max(q_len - k_len, 0)  # static pad width (JAX, XLA)
+        else:
+            extra = ops.maximum(q_len - k_len, 0)
         key = ops.pad(key, ((0, 0), (0, extra), (0, 0), (0, 0)))[:, :q_len]
         value = ops.pad(value, ((0, 0), (0, extra), (0, 0), (0, 0)))[:, :q_len]
         key_mask = ops.pad(ops.cast(key_mask, "bool"), ((0, 0), (0, extra)))

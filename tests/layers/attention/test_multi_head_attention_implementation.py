@@ -113,14 +113,14 @@ def test_outputs_equal_the_full_path(implementation, case, t, s):
 
 @pytest.mark.parametrize("implementation", ["blockwise", "fused"])
 def test_rotary_and_long_sequence_with_several_blocks(implementation):
-    # 600 > 512 (the default block): several query and key blocks.
+    # 1100 > 1024 (the default block): two query and two key blocks.
     full, other = _pair(
         implementation, num_heads=2, rotary_embedding=RotaryEmbedding()
     )
-    x = _rand(1, 600, 8)
+    x = _rand(1, 1100, 8)
     _build_same(full, other, x, x)
-    padding = np.ones((1, 600), bool)
-    padding[0, 550:] = False
+    padding = np.ones((1, 1100), bool)
+    padding[0, 1050:] = False
     kwargs = dict(query_mask=padding, value_mask=padding, use_causal_mask=True)
     np.testing.assert_allclose(
         ops.convert_to_numpy(other(x, x, **kwargs)),

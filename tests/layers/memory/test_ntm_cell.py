@@ -207,6 +207,24 @@ def test_stateful_keras_rnn_continues_the_sequence():
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+def test_plain_keras_rnn_under_mixed_precision():
+    # keras.layers.RNN casts every state to the compute dtype; the cell
+    # returns each new state in the dtype it received, so the loop runs
+    # (the NTM layer is the one that keeps the memory in float32).
+    x = _x((B, 4, I), seed=6)
+    reference = keras.layers.RNN(NTMCell(U, N, W, output_dim=O), return_sequences=True)
+    want = ops.convert_to_numpy(reference(x))
+    rnn = keras.layers.RNN(
+        NTMCell(U, N, W, output_dim=O, dtype="mixed_float16"), return_sequences=True, return_state=True,
+        dtype="mixed_float16",
+    )
+    rnn(x)
+    rnn.set_weights(reference.get_weights())
+    y, *states = rnn(x)
+    assert [keras.backend.standardize_dtype(t.dtype) for t in (y, *states)] == ["float16"] * 6
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(y, "float32")), want, atol=0.05)
+
+
 # -------------------------------------------------------------------- size
 def _lstm_ntm_params(i, u, n, w, r, k, shift_range, o, learned_memory=False):
     """Hand count: LSTM on [x, reads]; one dense layer for all head
