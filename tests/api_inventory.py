@@ -2,9 +2,10 @@
 
 import importlib
 import inspect
+import pkgutil
+import re
 
 import keras
-import re
 
 _SECTION_HEADER = re.compile(r"^[A-Z][A-Za-z ]*:\s*$")
 
@@ -23,6 +24,22 @@ PUBLIC_MODULES = (
 )
 
 
+def public_modules():
+    """`PUBLIC_MODULES` plus every subpackage of `keras_attention` that
+    declares `__all__` (e.g. `keras_attention.layers.memory`), so a new
+    subpackage cannot slip past the meta-tests."""
+    names = list(PUBLIC_MODULES)
+    package = importlib.import_module("keras_attention")
+    for info in pkgutil.walk_packages(package.__path__, "keras_attention."):
+        if not info.ispkg or info.name in names:
+            continue
+        if any(part.startswith("_") for part in info.name.split(".")):
+            continue
+        if hasattr(importlib.import_module(info.name), "__all__"):
+            names.append(info.name)
+    return names
+
+
 def public_names(module):
     names = getattr(module, "__all__", None)
     if names is None:
@@ -33,7 +50,7 @@ def public_names(module):
 def public_objects():
     """(qualified name, object) for every public class and function."""
     seen = {}
-    for module_name in PUBLIC_MODULES:
+    for module_name in public_modules():
         module = importlib.import_module(module_name)
         for name in public_names(module):
             obj = getattr(module, name)

@@ -11,6 +11,14 @@ import api_inventory
 
 TESTS_DIR = pathlib.Path(__file__).parent
 LAYERS = api_inventory.public_layers()
+OBJECTS = api_inventory.public_objects()  # every public class and function
+
+# Qualified names of public objects allowed, for now, to lack a runnable
+# `Example:` section; each entry needs a comment saying why. Empty: every
+# public object is documented with an example (tests/test_docstring_examples.py
+# runs them). An entry whose object gains an example fails
+# `test_missing_example_list_is_current`, so the list only shrinks.
+MISSING_EXAMPLES = frozenset()
 HARNESS_CALL = re.compile(r"run_layer_test\(\s*(?:[\w.]+\.)?(\w+)\s*,")
 
 
@@ -60,6 +68,50 @@ def test_docstring_sections(layer_cls):
     assert api_inventory.example_blocks(doc), f"{layer_cls.__name__}: no code example"
 
 
+def test_inventory_covers_every_subpackage():
+    """Objects are collected from the layer subpackages too, not only from
+    the top-level modules listed in `api_inventory.PUBLIC_MODULES`."""
+    modules = api_inventory.public_modules()
+    for name in (
+        "keras_attention.ops",
+        "keras_attention.layers.attention",
+        "keras_attention.layers.memory",
+        "keras_attention.layers.position",
+        "keras_attention.layers.transformer",
+        "keras_attention.models",
+        "keras_attention.generation",
+        "keras_attention.training",
+        "keras_attention.data",
+        "keras_attention.export",
+        "keras_attention.distribute",
+        "keras_attention.tuning",
+    ):
+        assert name in modules, f"{name} is not inspected by the meta-tests"
+    assert len(OBJECTS) > len(LAYERS)
+
+
+@pytest.mark.parametrize("name,obj", OBJECTS, ids=[n for n, _ in OBJECTS])
+def test_public_object_has_an_example(name, obj):
+    if name in MISSING_EXAMPLES:
+        pytest.skip(f"{name} is on the MISSING_EXAMPLES list")
+    assert api_inventory.docstring_section(obj.__doc__, "Example:") is not None, (
+        f"{name} docstring has no Example: section"
+    )
+    assert api_inventory.example_blocks(obj.__doc__), (
+        f"{name}: its Example: section has no code block"
+    )
+
+
+def test_missing_example_list_is_current():
+    documented = {
+        name for name, obj in OBJECTS if api_inventory.example_blocks(obj.__doc__)
+    }
+    unknown = MISSING_EXAMPLES - {name for name, _ in OBJECTS}
+    assert not unknown, f"not public objects: {sorted(unknown)}"
+    fixed = MISSING_EXAMPLES & documented
+    assert not fixed, f"now have examples, remove from MISSING_EXAMPLES: {sorted(fixed)}"
+
+
 @pytest.mark.parametrize("layer_cls", LAYERS, ids=lambda c: c.__name__)
 def test_layer_is_registered_and_in_its_own_file(layer_cls):
     registered = keras.saving.get_registered_name(layer_cls)
@@ -92,3 +144,8 @@ def test_docstring_parsers_on_a_known_docstring():
     '''
     assert api_inventory.documented_args(doc) == ["alpha", "beta"]
     assert api_inventory.example_blocks(doc) == ["x = 1"]
+    no_example = "Summary.\n\n    Args:\n        alpha: first.\n"
+    assert api_inventory.docstring_section(no_example, "Example:") is None
+    assert api_inventory.example_blocks(no_example) == []
+    prose_only = "Summary.\n\n    Example:\n        Call it with one argument.\n"
+    assert api_inventory.example_blocks(prose_only) == []

@@ -77,6 +77,25 @@ def attention_logits(query, key, scale):
 
     Grouped heads are handled without materialising repeated keys: query
     head `h` reads key/value head `h // (H // K)`.
+
+    Args:
+        query: `(B, T, H, D)` tensor.
+        key: `(B, S, K, D)` tensor, `H % K == 0`.
+        scale: logit scale (float or scalar tensor), usually `1 / sqrt(D)`.
+
+    Returns:
+        `(B, H, T, S)` logits in the query's dtype.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.ops import attention_logits
+    q = np.random.rand(2, 5, 4, 8).astype("float32")
+    k = np.random.rand(2, 7, 2, 8).astype("float32")  # 2 key/value heads
+    logits = attention_logits(q, k, scale=8**-0.5)
+    tuple(logits.shape)  # (2, 4, 5, 7)
+    ```
     """
     num_heads = query.shape[2]
     kv_heads = key.shape[2]
@@ -96,7 +115,29 @@ def attention_logits(query, key, scale):
 
 
 def attention_combine(weights, value):
-    """Weighted sum of values: `(B, H, T, S) x (B, S, K, Dv) -> (B, T, H, Dv)`."""
+    """Weighted sum of values: `(B, H, T, S) x (B, S, K, Dv) -> (B, T, H, Dv)`.
+
+    Query head `h` reads key/value head `h // (H // K)`, as in
+    `attention_logits`.
+
+    Args:
+        weights: `(B, H, T, S)` attention weights.
+        value: `(B, S, K, Dv)` tensor, `H % K == 0`.
+
+    Returns:
+        `(B, T, H, Dv)` tensor.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.ops import attention_combine
+    w = np.full((2, 4, 5, 7), 1 / 7, "float32")  # uniform weights
+    v = np.random.rand(2, 7, 2, 8).astype("float32")  # 2 key/value heads
+    out = attention_combine(w, v)
+    tuple(out.shape)  # (2, 5, 4, 8)
+    ```
+    """
     num_heads = weights.shape[1]
     kv_heads = value.shape[2]
     if num_heads == kv_heads:
@@ -135,6 +176,17 @@ def masked_softmax(logits, mask=None, bias=None):
 
     Returns:
         float32 weights with the shape of `logits`.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.ops import masked_softmax
+    logits = np.zeros((1, 2, 3), "float32")  # (B, T, S)
+    mask = np.array([[[True, True, False], [False, False, False]]])
+    w = masked_softmax(logits, mask)
+    # Row 0: [0.5, 0.5, 0.0]; row 1 (no attendable key): [0.0, 0.0, 0.0]
+    ```
     """
     logits = ops.cast(logits, "float32")
     if bias is not None:
