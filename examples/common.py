@@ -5,6 +5,7 @@ Not a library module: the examples import it as `common` (they run as
 scripts from `examples/`, so this directory is on `sys.path`).
 """
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,9 +14,10 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from keras_attention.distribute import STRATEGY_NAMES
 from keras_attention.distribute import build_and_compile
+from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.visualization import plot_model_attention
 
@@ -62,6 +64,12 @@ def add_common_arguments(parser, name):
                              "decoder_block_0/cross_attention, or an index (-1: last)")
     parser.add_argument("--plot-head", default="all",
                         help="head to plot: an index, 'mean' or 'all' (side by side)")
+    parser.add_argument("--strategy", type=strategy_name, choices=STRATEGY_NAMES,
+                        default="default",
+                        help="tf.distribute strategy to build and train under: "
+                             "mirrored = every GPU (or every logical CPU, see "
+                             "keras_attention.distribute.configure_logical_devices); "
+                             "multi_worker needs DistributedTrainer, not Keras fit")
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile the training step with XLA (slower to start on CPU)")
     parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),
@@ -85,16 +93,37 @@ def load_data(parser, load_fn):
         parser.error(str(error))
 
 
-def strategy_of(args):
-    """The `tf.distribute` strategy to build under (the hook for `--strategy`)."""
-    from keras_attention.distribute import get_strategy
+def strategy_name(value):
+    """`--strategy` type: refuses the strategies Keras `fit` cannot train under.
 
+    Unknown names pass through to argparse's `choices` check (its usual
+    "invalid choice" error, exit 2).
+    """
+    if value == "multi_worker" or (value == "auto" and os.environ.get("TF_CONFIG")):
+        raise argparse.ArgumentTypeError(
+            "the examples train with Keras fit, which does not run under "
+            "MultiWorkerMirroredStrategy (tensorflow#72388); train on several "
+            "hosts with keras_attention.distribute.DistributedTrainer "
+            "(docs/distributed.md), or use --strategy mirrored on one machine")
+    return value
+
+
+def strategy_of(args):
+    """The `tf.distribute` strategy named by `--strategy`."""
     return get_strategy(getattr(args, "strategy", None) or "default")
 
 
 def build(args, build_fn, compile_kwargs):
-    """Build and compile the model inside the strategy's scope."""
-    return build_and_compile(strategy_of(args), build_fn, compile_kwargs)
+    """Build and compile the model inside the `--strategy` scope.
+
+    Records the strategy and its replica count on `args` (`summarize` puts
+    them in the summary).
+    """
+    strategy = strategy_of(args)
+    args.replicas = strategy.num_replicas_in_sync
+    print(f"strategy: {args.strategy or 'default'} -> {type(strategy).__name__} "
+          f"({args.replicas} replica(s))")
+    return build_and_compile(strategy, build_fn, compile_kwargs)
 
 
 def callbacks(args, extra=()):
@@ -209,6 +238,8 @@ def report_reload(path, payload, in_process, keys):
 
 def summarize(summary, args, name):
     """Print the final summary as JSON and write it next to the plots."""
+    if getattr(args, "replicas", None) is not None:
+        summary = {**summary, "strategy": args.strategy, "replicas": args.replicas}
     os.makedirs(args.plot_dir, exist_ok=True)
     path = os.path.join(args.plot_dir, f"{name}_summary.json")
     with open(path, "w") as handle:

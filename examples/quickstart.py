@@ -10,6 +10,7 @@ Run:
     python examples/quickstart.py                 # default run
     python examples/quickstart.py --smoke         # a few seconds
     python examples/quickstart.py --export-dir saved_models/quickstart
+    python examples/quickstart.py --strategy mirrored   # every GPU (or logical CPU)
 """
 
 import argparse
@@ -19,6 +20,9 @@ import keras
 import numpy as np
 
 import keras_attention as ka
+from keras_attention.distribute import STRATEGY_NAMES
+from keras_attention.distribute import build_and_compile
+from keras_attention.distribute import get_strategy
 
 VOCAB = 16
 LENGTH = 24
@@ -66,7 +70,12 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny run")
     parser.add_argument("--export-dir", default="saved_models/quickstart")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default="default",
+                        help="tf.distribute strategy to build and train under")
     args = parser.parse_args(argv)
+    if args.strategy == "multi_worker" or (args.strategy == "auto" and os.environ.get("TF_CONFIG")):
+        parser.error("Keras fit does not run under MultiWorkerMirroredStrategy "
+                     "(tensorflow#72388): use keras_attention.distribute.DistributedTrainer")
     if args.smoke:
         args.epochs, args.examples = 1, 256
 
@@ -74,12 +83,13 @@ def main(argv=None):
     x_train, y_train = make_data(args.examples, seed=args.seed)
     x_val, y_val = make_data(max(args.examples // 8, 64), seed=args.seed + 1)
 
-    model = build_model()
-    model.compile(
+    strategy = get_strategy(args.strategy)
+    print(f"strategy: {type(strategy).__name__} ({strategy.num_replicas_in_sync} replica(s))")
+    model = build_and_compile(strategy, build_model, dict(
         optimizer=keras.optimizers.Adam(2e-3),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
-    )
+    ))
     model.summary()
     model.fit(
         x_train, y_train, validation_data=(x_val, y_val), epochs=args.epochs,

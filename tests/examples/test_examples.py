@@ -3,8 +3,10 @@ folder per class, a text file) and on the offline defaults; bad user data
 ends a run with an error that names the file and the line."""
 
 import importlib.util
+import json
 import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -191,6 +193,46 @@ def test_bad_text_files(tmp_path, capsys):
     assert f"{short}: too little text" in err
     err = _error(capsys, "pretrain_mlm", ["--smoke", "--text-files", str(short)])
     assert f"{short}: too few paragraphs" in err
+
+
+# Two logical CPUs must be configured before TensorFlow starts, hence a fresh
+# process that configures them and then runs the example as a script.
+_RUN_ON_TWO_CPUS = """
+import runpy, sys
+from keras_attention.distribute import configure_logical_devices
+configure_logical_devices(2)
+sys.path.insert(0, sys.argv[1])
+script = sys.argv[2]
+sys.argv = [script] + sys.argv[3:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+
+def test_classify_smoke_under_a_mirrored_strategy_of_two_replicas(tmp_path, class_folders):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
+    result = subprocess.run(
+        [sys.executable, "-c", _RUN_ON_TWO_CPUS, str(EXAMPLES), str(EXAMPLES / "classify.py"),
+         *_output_flags(tmp_path), "--data-dir", str(class_folders), "--strategy", "mirrored"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "strategy: mirrored -> MirroredStrategy (2 replica(s))" in result.stdout
+    summary = json.loads((tmp_path / "plots" / "classify_summary.json").read_text())
+    assert (summary["strategy"], summary["replicas"]) == ("mirrored", 2)
+    _check_outputs(summary, tmp_path, "classify_attention.png")
+
+
+@pytest.mark.parametrize("name", ["translate", "classify", "generate", "pretrain_mlm"])
+def test_unknown_or_unsupported_strategy_is_an_argparse_error(capsys, name):
+    err = _error(capsys, name, ["--smoke", "--strategy", "horovod"])
+    assert "argument --strategy: invalid choice: 'horovod'" in err
+    err = _error(capsys, name, ["--smoke", "--strategy", "multi_worker"])
+    assert "argument --strategy: the examples train with Keras fit" in err
+
+
+def test_quickstart_strategy_flag(capsys):
+    err = _error(capsys, "quickstart", ["--smoke", "--strategy", "horovod"])
+    assert "argument --strategy: invalid choice: 'horovod'" in err
 
 
 def test_every_example_documents_its_run_command():
