@@ -4,8 +4,15 @@ Trains an NTM (or a DNC, or an LSTM baseline) on copy, repeat copy,
 associative recall or priority sort, generated offline as seeded `tf.data`
 pipelines; reports wrong bits per sequence on 640 held-out sequences (the
 convergence criterion of Collier and Beel 2018 is < 0.1), and, for copy, on
-sequences twice as long as any seen in training. Writes to `--export-dir`:
+sequences twice as long as any seen in training. Writes TensorBoard logs of
+the training curve (loss and wrong bits per sequence, train and eval, one
+point per evaluation) under `--log-dir` (`tensorboard --logdir logs`), and to
+`--export-dir`:
 
+- `<version>/`: a SavedModel for TF Serving (`serving_default` takes the
+  float bit sequences `bits (B, T, input_dim)` and returns the logits),
+  reloaded in a fresh process that imports only TensorFlow and checked
+  against the trained model,
 - `model.keras` (reloaded and checked against the trained model),
 - `learning_curve.png` (loss and wrong bits per sequence against steps),
 - `weightings.png` (NTM read and write weightings over time, as in the
@@ -22,6 +29,7 @@ Other tasks and models:
     python examples/ntm_copy.py --task associative_recall --model ntm
     python examples/ntm_copy.py --task copy --model lstm
     python examples/ntm_copy.py --task repeat_copy --model dnc
+    python examples/ntm_copy.py --strategy mirrored   # every GPU (or logical CPU)
 
 Smoke test (under a minute: trains, evaluates, saves, reloads, plots):
 
@@ -31,6 +39,8 @@ Smoke test (under a minute: trains, evaluates, saves, reloads, plots):
 import argparse
 import json
 import os
+import subprocess
+import sys
 import time
 
 import keras
@@ -39,6 +49,9 @@ import numpy as np
 import keras_attention
 from keras_attention.data import TASKS
 from keras_attention.data import algorithmic_task
+from keras_attention.distribute import STRATEGY_NAMES
+from keras_attention.distribute import get_strategy
+from keras_attention.export import export_for_serving
 from keras_attention.training import BitErrorsPerSequence
 
 MODELS = ("ntm", "dnc", "lstm")
@@ -95,10 +108,22 @@ def parse_args(argv=None):
     parser.add_argument("--lstm-layers", type=int, default=3, help="LSTM baseline depth")
     parser.add_argument("--no-jit", action="store_true", help="compile without XLA")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--export-dir", default="saved_models/ntm_copy")
+    parser.add_argument("--export-dir", default="saved_models/ntm_copy",
+                        help="model root: SavedModel in <export-dir>/<version>/, "
+                             "model.keras, plots and history beside it")
+    parser.add_argument("--export-version", type=int, default=None,
+                        help="SavedModel version (default: one above the highest existing)")
+    parser.add_argument("--log-dir", default=os.path.join("logs", "ntm_copy"),
+                        help="TensorBoard logs (tensorboard --logdir logs)")
+    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default="default",
+                        help="tf.distribute strategy to build and train under "
+                             "(mirrored: every GPU, or every logical CPU)")
     parser.add_argument("--smoke", action="store_true", help="tiny run, under a minute")
     parser.add_argument("--verbose", type=int, default=1, help="Keras progress bars (0/1/2)")
     args = parser.parse_args(argv)
+    if args.strategy == "multi_worker" or (args.strategy == "auto" and os.environ.get("TF_CONFIG")):
+        parser.error("Keras fit does not run under MultiWorkerMirroredStrategy "
+                     "(tensorflow#72388): use keras_attention.distribute.DistributedTrainer")
     if args.smoke:
         args.steps = 60
         args.eval_every = 30
@@ -234,10 +259,12 @@ class StepLogger(keras.callbacks.Callback):
 
 
 def train_model(
-    model, train, evaluation, steps, eval_every, stop_below=None, verbose=1, log=None
+    model, train, evaluation, steps, eval_every, stop_below=None, verbose=1, log=None,
+    callbacks=(),
 ):
     """Fit for `steps` batches, evaluating every `eval_every`; returns the
-    `StepLogger` (its `records` are the learning curve)."""
+    `StepLogger` (its `records` are the learning curve). `callbacks` run
+    after the logger (e.g. `keras.callbacks.TensorBoard`)."""
     steps_per_epoch = min(eval_every, steps)
     logger = StepLogger(steps_per_epoch, stop_below, log)
     model.fit(
@@ -245,7 +272,7 @@ def train_model(
         steps_per_epoch=steps_per_epoch,
         epochs=max(1, steps // steps_per_epoch),
         validation_data=evaluation,
-        callbacks=[logger],
+        callbacks=[logger, *callbacks],
         shuffle=False,
         verbose=verbose,
     )
@@ -311,6 +338,58 @@ def plot_weightings(model, inputs, targets, args, path):
     plt.close(fig)
 
 
+# The fresh process imports TensorFlow only: what a TF Serving user has.
+RELOAD_SCRIPT = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+path, inputs = sys.argv[1], np.load(sys.argv[2])
+serve = tf.saved_model.load(path).signatures["serving_default"]
+(name, outputs), = serve(bits=tf.constant(inputs)).items()
+np.save(sys.argv[3], outputs.numpy())
+print(json.dumps({"output": name, "imports_keras_attention": "keras_attention" in sys.modules}))
+"""
+
+
+def next_version(export_dir):
+    """One above the highest numeric version under `export_dir` (1 if none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    return max((int(n) for n in os.listdir(export_dir) if n.isdigit()), default=0) + 1
+
+
+def export_and_check(model, inputs, args):
+    """SavedModel export to `<export-dir>/<version>/`, reloaded in a fresh
+    process (TensorFlow only) whose `serving_default` must give the trained
+    model's logits on `inputs`; returns the export path."""
+    version = args.export_version or next_version(args.export_dir)
+    path = export_for_serving(model, args.export_dir, version=version)
+    inputs_file = os.path.join(args.export_dir, ".reload_inputs.npy")
+    outputs_file = os.path.join(args.export_dir, ".reload_outputs.npy")
+    np.save(inputs_file, inputs)
+    try:
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        result = subprocess.run(
+            [sys.executable, "-c", RELOAD_SCRIPT, path, inputs_file, outputs_file],
+            capture_output=True, text=True, env=env, timeout=600,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"reloading {path} failed:\n{result.stderr[-3000:]}")
+        served = json.loads(result.stdout.strip().splitlines()[-1])
+        if served["imports_keras_attention"]:
+            raise RuntimeError("the reload process imported keras_attention")
+        np.testing.assert_allclose(
+            np.load(outputs_file), model.predict(inputs, verbose=0), atol=1e-4
+        )
+    finally:
+        for name in (inputs_file, outputs_file):
+            if os.path.exists(name):
+                os.remove(name)
+    print(f"exported SavedModel to {path}; reloaded in a fresh process "
+          f"(TensorFlow only), serving_default matches the trained model")
+    return path
+
+
 def evaluate(model, dataset):
     results = model.evaluate(dataset, verbose=0, return_dict=True)
     return results["bit_errors"]
@@ -323,20 +402,30 @@ def main(argv=None):
     train, evaluation, generalisation = task_datasets(args)
     input_spec, target_spec, _ = train.element_spec
     input_dim, output_dim = input_spec.shape[-1], target_spec.shape[-1]
-    model = build_model(args.model, input_dim, output_dim, args)
-    compile_model(model, args)
+    strategy = get_strategy(args.strategy)
+    print(f"strategy: {args.strategy} -> {type(strategy).__name__} "
+          f"({strategy.num_replicas_in_sync} replica(s))")
+    with strategy.scope():  # variables, optimizer and metrics under the strategy
+        model = build_model(args.model, input_dim, output_dim, args)
+        compile_model(model, args)
     print(f"{args.model} on {args.task}: {model.count_params():,} parameters")
 
+    tensorboard = keras.callbacks.TensorBoard(log_dir=args.log_dir)
     logger = train_model(
-        model, train, evaluation, args.steps, args.eval_every, args.stop_below, args.verbose
+        model, train, evaluation, args.steps, args.eval_every, args.stop_below, args.verbose,
+        callbacks=[tensorboard],
     )
+    print(f"TensorBoard logs in {args.log_dir}")
     final = logger.records[-1]
     print(
         f"after {final['step']} steps ({final['seconds']:.0f} s): "
         f"{final['val_bit_errors']:.3f} wrong bits per sequence "
         f"on {args.eval_batches * args.batch_size} eval sequences"
     )
-    summary = {"task": args.task, "model": args.model, "records": logger.records}
+    summary = {
+        "task": args.task, "model": args.model, "strategy": args.strategy,
+        "records": logger.records,
+    }
     if generalisation is not None:
         summary["generalisation_bit_errors"] = evaluate(model, generalisation)
         print(f"longer sequences: {summary['generalisation_bit_errors']:.3f} wrong bits per sequence")
@@ -351,6 +440,7 @@ def main(argv=None):
         atol=1e-5,
     )
     print(f"saved and reloaded {path}")
+    summary["export_path"] = export_and_check(model, batch[0].numpy(), args)
 
     plot_learning_curve(
         logger.records,

@@ -1,4 +1,6 @@
-"""Smoke test of examples/ntm_copy.py: trains, evaluates, saves, reloads, plots."""
+"""Smoke test of examples/ntm_copy.py: trains (under a tf.distribute
+strategy), logs to TensorBoard, evaluates, exports a SavedModel, saves,
+reloads, plots."""
 
 import importlib.util
 import json
@@ -6,6 +8,8 @@ import pathlib
 
 import keras
 import numpy as np
+import pytest
+import tensorflow as tf
 
 EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "ntm_copy.py"
 
@@ -17,11 +21,33 @@ def _load_example():
     return module
 
 
-def test_smoke_run_writes_model_plots_and_history(tmp_path):
+def _scalar_tags(directory):
+    tags = set()
+    for path in directory.glob("events.out.tfevents.*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(value.tag for value in event.summary.value)
+    return tags
+
+
+def test_smoke_run_writes_model_plots_history_logs_and_export(tmp_path):
     example = _load_example()
-    summary = example.main(["--smoke", "--export-dir", str(tmp_path), "--verbose", "0"])
+    logs = tmp_path / "logs"
+    summary = example.main([
+        "--smoke", "--export-dir", str(tmp_path), "--log-dir", str(logs),
+        "--strategy", "mirrored", "--verbose", "0",
+    ])
+    assert summary["strategy"] == "mirrored"
     for name in ("model.keras", "learning_curve.png", "weightings.png", "history.json"):
         assert (tmp_path / name).stat().st_size > 0, name
+    # TensorBoard: the training curve, train and eval.
+    assert {"epoch_loss", "epoch_bit_errors"} <= _scalar_tags(logs / "train")
+    assert {"epoch_loss", "epoch_bit_errors"} <= _scalar_tags(logs / "validation")
+    # SavedModel in the TF Serving layout, checked in a fresh process by main.
+    assert summary["export_path"] == str(tmp_path / "1")
+    assert (tmp_path / "1" / "saved_model.pb").is_file()
+    serve = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
+    (logits,) = serve(bits=tf.zeros((2, 7, 5))).values()
+    assert tuple(logits.shape) == (2, 7, 4)
     history = json.loads((tmp_path / "history.json").read_text())
     assert history == json.loads(json.dumps(summary))
     steps = [r["step"] for r in history["records"]]
@@ -41,3 +67,13 @@ def test_model_flag_builds_each_model():
     ntm = example.build_model("ntm", 5, 4, args, return_weightings=True)
     logits, reads, writes = ntm(np.zeros((1, 3, 5), "float32"))
     assert reads.shape == (1, 3, 1, args.memory_size)
+
+
+def test_strategy_flag():
+    example = _load_example()
+    assert example.parse_args([]).strategy == "default"
+    assert example.parse_args(["--strategy", "mirrored"]).strategy == "mirrored"
+    with pytest.raises(SystemExit):  # Keras fit cannot train under it
+        example.parse_args(["--strategy", "multi_worker"])
+    with pytest.raises(SystemExit):
+        example.parse_args(["--strategy", "nonsense"])
