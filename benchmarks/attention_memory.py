@@ -14,11 +14,15 @@ that one measurement cannot inherit another's allocations:
 
 - on a GPU: `tf.config.experimental.get_memory_info("GPU:0")["peak"]` after
   `reset_memory_stats`, minus the memory in use before the call;
-- on CPU: the process's resident-set high-water mark
-  (`resource.getrusage(RUSAGE_SELF).ru_maxrss`) read after the inputs are
-  made and the function is traced (the baseline) and again after one
-  forward+backward call (the peak). Reported: `peak - baseline` (the memory
-  the attention itself needed) and the raw peak.
+- on CPU: the subprocess's resident-set high-water mark, read after the
+  inputs are made and the function is traced (the baseline) and again after
+  one forward+backward call (the peak). Reported: `peak - baseline` (the
+  memory the attention itself needed) and the raw peak. The mark is
+  `VmHWM` from `/proc/self/status` (Linux), which belongs to the process's
+  own address space; `resource.getrusage(RUSAGE_SELF).ru_maxrss` is the
+  fallback elsewhere, but on Linux it starts from the parent's high-water
+  mark at fork time (it survives `exec`), so after the parent has run a
+  large measurement every child would report at least that.
 
 Each subprocess also saves its output and gradients; the parent reports the
 largest absolute difference between the two implementations (target
@@ -114,6 +118,20 @@ def child(args):
     import tensorflow as tf
 
     implementation, length, npz = args.child[0], int(args.child[1]), args.child[2]
+
+    def high_water_mark():
+        try:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        return int(line.split()[1]) * 1024, "VmHWM (/proc/self/status)"
+        except OSError:
+            pass
+        return (
+            resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "resource.getrusage ru_maxrss",
+        )
+
     q, k, v = inputs(length, args.head_dim)
     step = make_step(implementation, args)
     step.get_concrete_function(q, k, v)  # trace before the baseline
@@ -122,7 +140,7 @@ def child(args):
         tf.config.experimental.reset_memory_stats("GPU:0")
         before = tf.config.experimental.get_memory_info("GPU:0")["current"]
     else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        before, _ = high_water_mark()
     start = time.perf_counter()
     results = [t.numpy() for t in step(q, k, v)]
     seconds = time.perf_counter() - start
@@ -130,8 +148,8 @@ def child(args):
         peak = tf.config.experimental.get_memory_info("GPU:0")["peak"]
         method = "tf.config.experimental.get_memory_info peak"
     else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        method = "ru_maxrss high-water mark of a fresh subprocess"
+        peak, mark = high_water_mark()
+        method = f"{mark} high-water mark of a fresh subprocess"
     np.savez(npz, *results)
     print(json.dumps({
         "baseline_mb": before / 2**20, "peak_mb": peak / 2**20,

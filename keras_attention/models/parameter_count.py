@@ -13,9 +13,10 @@ def count_parameters(builder, **arguments):
     few megabytes. The deferred variables are dropped afterwards so that no
     later Keras call initializes them.
 
+    Keyword arguments after `builder` are passed to it unchanged.
+
     Args:
         builder: a model builder, e.g. `keras_attention.models.causal_lm`.
-        **arguments: the builder's arguments.
 
     Returns:
         The parameter count, an int (what `model.count_params()` returns

@@ -31,12 +31,15 @@ key/value heads (`H % K == 0`), G = H / K query heads per key/value head,
 D head size, Dv value head size. Blocks are processed in the layout
 `(B, K, G, T, D)`, so grouped-query attention never repeats keys or values.
 
-This module imports nothing else from `keras_attention` except `ops`.
+This module imports nothing else from `keras_attention` except `ops`. It is
+written in `keras.ops` except for one TensorFlow detail: loops run with
+`parallel_iterations=1` there (see `_loop`).
 """
 
 import math
 import numbers
 
+import keras
 from keras import ops
 
 from keras_attention.ops.attention import _check_broadcast_to_scores
@@ -136,10 +139,30 @@ def _split_groups(x, groups):
 
 
 def _loop(lower, upper, body, init):
-    """`fori_loop`, or a direct call when the loop has exactly one step."""
+    """`fori_loop` over blocks, one iteration at a time.
+
+    A loop with exactly one step is a direct call. On TensorFlow the loop is
+    a `tf.while_loop` with `parallel_iterations=1`: `keras.ops.fori_loop`
+    keeps TensorFlow's default of 10, which lets independent steps (the
+    inner loops of successive query blocks) run concurrently, each with its
+    own block of scores, multiplying the memory by up to 100 in nested
+    loops. Other backends run loop steps one at a time anyway.
+    """
     if _is_int(lower) and _is_int(upper) and upper - lower == 1:
         return body(lower, init)
-    return ops.fori_loop(lower, upper, body, init)
+    if keras.backend.backend() != "tensorflow":
+        return ops.fori_loop(lower, upper, body, init)
+    import tensorflow as tf
+
+    def step(i, state):
+        return i + 1, body(i, state)
+
+    return tf.while_loop(
+        lambda i, _: i < upper,
+        step,
+        (ops.convert_to_tensor(lower, "int32"), init),
+        parallel_iterations=1,
+    )[1]
 
 
 def blockwise_attention(
@@ -434,7 +457,7 @@ def _forward(q, k, v, bias_blocks, config):
         ops.zeros((b, kh, g, tp, dv), dtype="float32"),
         ops.zeros((b, kh, g, tp), dtype="float32"),
     )
-    return ops.fori_loop(0, config["nq"], query_block, buffers)
+    return _loop(0, config["nq"], query_block, buffers)
 
 
 def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
