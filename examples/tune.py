@@ -129,11 +129,12 @@ def classifier_task(args):
 
     if args.smoke:
         space = dict(num_layers=1, num_heads=2, key_dim=[8, 16], intermediate_multiplier=2,
+                     attention_kernel=["dot_product", "performer"],
                      position_scheme=[None, "rotary"], warmup_steps=20, pooling=["cls", "mean"],
                      learning_rate=(1e-3, 3e-3))
     else:
         space = dict(num_layers=[1, 2], num_heads=[2, 4], key_dim=[16, 32],
-                     warmup_steps=[100, 400])
+                     warmup_steps=[100, 400])  # every attention kernel (the default)
     hypermodel = TransformerClassifierHyperModel(
         vocabulary_size=tokenizer.vocabulary_size, sequence_length=tokenizer.sequence_length,
         num_classes=len(names), **space)
@@ -159,11 +160,11 @@ def translator_task(args):
     test = ka_data.make_translation_dataset(data.test_pairs, source, target, args.batch_size)
     if args.smoke:
         space = dict(num_layers=1, num_heads=2, key_dim=[8, 16], intermediate_multiplier=2,
-                     norm_first=[False, True], position_scheme=None, warmup_steps=20,
-                     learning_rate=(1e-3, 3e-3))
+                     norm_first=[False, True], attention_kernel=["dot_product", "local"],
+                     position_scheme=None, warmup_steps=20, learning_rate=(1e-3, 3e-3))
     else:
         space = dict(num_layers=[1, 2, 3], num_heads=[2, 4], key_dim=[16, 32],
-                     warmup_steps=[200, 800])
+                     warmup_steps=[200, 800])  # every encoder attention kernel
     hypermodel = TransformerTranslatorHyperModel(
         vocabulary_size=source.vocabulary_size, target_vocabulary_size=target.vocabulary_size,
         sequence_length=max(source.sequence_length, target.sequence_length), **space)

@@ -12,10 +12,20 @@ saved_models/translator/
 directory next to it and renames it into place only once everything is on
 disk, so a crash or an interrupt never leaves a half-written version that a
 model server would try to load.
+
+The staging directory is named `.tmp-<version>-<host>-<pid>-<random>`. A
+process killed mid-export (SIGKILL, power loss) cannot remove it, so the
+next export to the same model root removes the staging directories of
+processes of this host that no longer run (and those of the older
+`.tmp-<version>-<random>` naming, which record no owner). Only `.tmp-*`
+directories are touched, never a numeric version; staging directories of a
+running export, or of another host sharing the directory, are left alone.
 """
 
 import os
+import re
 import shutil
+import socket
 import tempfile
 
 import keras
@@ -123,7 +133,10 @@ def export_for_serving(model_or_pipeline, export_dir, version=1, overwrite=False
             f"overwrite=True). Received: version={version}"
         )
     os.makedirs(export_dir, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    remove_stale_staging(export_dir)
+    staging = tempfile.mkdtemp(
+        prefix=f".tmp-{version}-{_host()}-{os.getpid()}-", dir=export_dir
+    )
     try:
         archive = keras.export.ExportArchive()
         for item in trackables:
@@ -138,6 +151,68 @@ def export_for_serving(model_or_pipeline, export_dir, version=1, overwrite=False
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return final
+
+
+# `.tmp-<version>-<host>-<pid>-<random>` (mkdtemp's random part has no "-").
+_STAGING = re.compile(r"\.tmp-\d+-(?P<host>.+)-(?P<pid>\d+)-[^-]+")
+_LEGACY_STAGING = re.compile(r"\.tmp-\d+-[^-]+")
+
+
+def _host():
+    """This host's name, as used in staging names (no path separators)."""
+    return re.sub(r"[^A-Za-z0-9_.]", "_", socket.gethostname()) or "host"
+
+
+def _process_runs(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def _is_stale(name):
+    match = _STAGING.fullmatch(name)
+    if match:
+        return match["host"] == _host() and not _process_runs(int(match["pid"]))
+    return _LEGACY_STAGING.fullmatch(name) is not None
+
+
+def remove_stale_staging(export_dir):
+    """Remove staging directories that killed exports left in `export_dir`.
+
+    A staging directory is stale when the process that made it (on this
+    host) no longer runs, or when its name records no owner (the older
+    `.tmp-<version>-<random>` naming). Numeric versions and every other
+    entry are left alone.
+
+    Args:
+        export_dir: the model root.
+
+    Returns:
+        The sorted names of the directories removed.
+
+    Example:
+
+    ```python
+    import os, tempfile
+    from keras_attention.export.serving import remove_stale_staging
+    root = tempfile.mkdtemp()
+    os.makedirs(os.path.join(root, ".tmp-2-abc123"))  # left by a killed export
+    os.makedirs(os.path.join(root, "1"))
+    remove_stale_staging(root)  # ['.tmp-2-abc123']
+    ```
+    """
+    export_dir = os.fspath(export_dir)
+    removed = []
+    for name in sorted(os.listdir(export_dir)):
+        path = os.path.join(export_dir, name)
+        if name.startswith(".tmp-") and os.path.isdir(path) and _is_stale(name):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    return removed
 
 
 def _move_into_place(staging, final):

@@ -31,6 +31,60 @@ from keras_attention.utils.validation import check_rate
 
 POSITION_ENCODINGS = ("learned", "sinusoidal")
 
+# Attention kernels the builders cannot offer, and why. Linformer's sequence
+# projections need a static key length (or its `sequence_length` option,
+# which the blocks do not pass), while the builders take token ids of any
+# length.
+_BUILDER_UNSUPPORTED_KERNELS = {
+    "linformer": "its sequence projections need a static key length",
+}
+# Kernels that take no additive `attention_bias`, so no "relative" or
+# "alibi" position scheme (rotary embeddings act on the queries and keys).
+_KERNELS_WITHOUT_BIAS = ("performer", "linformer")
+
+
+def builder_attention_kernels():
+    """The attention kernels the model builders offer (registered, usable)."""
+    return tuple(
+        k for k in block_components.ATTENTION_KERNELS if k not in _BUILDER_UNSUPPORTED_KERNELS
+    )
+
+
+def kernel_position_schemes(attention_kernel):
+    """The `position_scheme` values `attention_kernel` works with."""
+    if attention_kernel in _KERNELS_WITHOUT_BIAS:
+        return (None, "rotary")
+    return block_components.POSITION_SCHEMES
+
+
+def check_attention_kernel(attention_kernel, position_scheme):
+    """Validate a builder's `attention_kernel` and its `position_scheme`.
+
+    Raises:
+        ValueError: on a kernel that is not registered or that the builders
+            cannot use (`"linformer"`), or a position scheme that needs an
+            additive bias the kernel does not take (`"performer"` with
+            `"relative"` / `"alibi"`).
+    """
+    if attention_kernel in _BUILDER_UNSUPPORTED_KERNELS:
+        raise ValueError(
+            "Received an invalid value for argument `attention_kernel`, expected "
+            f"one of {list(builder_attention_kernels())} "
+            f"({attention_kernel!r} cannot be used by the model builders: "
+            f"{_BUILDER_UNSUPPORTED_KERNELS[attention_kernel]}). "
+            f"Received: attention_kernel={attention_kernel!r}"
+        )
+    check_one_of(attention_kernel, "attention_kernel", builder_attention_kernels())
+    if position_scheme not in kernel_position_schemes(attention_kernel):
+        raise ValueError(
+            "Received incompatible arguments `attention_kernel` and "
+            f"`position_scheme`: the {attention_kernel!r} kernel takes no additive "
+            "attention bias, expected position_scheme None or 'rotary'. "
+            f"Received: attention_kernel={attention_kernel!r}, "
+            f"position_scheme={position_scheme!r}"
+        )
+    return attention_kernel
+
 
 def check_transformer_arguments(
     vocabulary_size,
@@ -102,9 +156,11 @@ def make_embedding(
 def block_arguments(
     num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
     norm_first, layer_norm_epsilon, normalization, position_scheme,
+    attention_kernel="dot_product",
 ):
     """Constructor arguments shared by the encoder and decoder blocks."""
     return dict(
+        attention_kernel=attention_kernel,
         num_heads=num_heads,
         intermediate_dim=intermediate_dim,
         num_key_value_heads=num_key_value_heads,

@@ -17,7 +17,7 @@ def _classifier_graph(
     vocabulary_size, sequence_length, num_classes, num_layers, hidden_dim,
     num_heads, intermediate_dim, pooling, dropout, activation, norm_first,
     layer_norm_epsilon, normalization, position_encoding, position_scheme,
-    num_key_value_heads,
+    num_key_value_heads, attention_kernel="dot_product",
 ):
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = parts.make_embedding(
@@ -29,6 +29,7 @@ def _classifier_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
+        attention_kernel,
     )
     x = parts.encoder_stack(x, num_layers, block_kwargs)  # (B, T, E)
     if pooling == "cls":
@@ -59,6 +60,7 @@ def transformer_classifier(
     position_encoding="learned",
     position_scheme=None,
     num_key_value_heads=None,
+    attention_kernel="dot_product",
     name="transformer_classifier",
 ):
     """A Transformer encoder that classifies token sequences.
@@ -96,6 +98,13 @@ def transformer_classifier(
         position_encoding: `"learned"` or `"sinusoidal"`.
         position_scheme: `None`, `"rotary"`, `"relative"` or `"alibi"`.
         num_key_value_heads: key/value heads for grouped-query attention.
+        attention_kernel: the blocks' attention: `"dot_product"` (exact,
+            `MultiHeadAttention`), `"performer"` (random-feature linear
+            attention; with `position_scheme` `None` or `"rotary"`),
+            `"local"` (a sliding window of 128 keys per side) or
+            `"big_bird"` (blocks of 64: local, global and random). The
+            kernels use their layers' default options. `"linformer"` is not
+            offered: its projections need a static key length.
         name: the model name.
 
     Returns:
@@ -104,8 +113,9 @@ def transformer_classifier(
 
     Raises:
         ValueError: on a non-positive size, `hidden_dim` not divisible by
-            `num_heads`, a dropout rate outside `[0, 1)` or an unknown
-            option.
+            `num_heads`, a dropout rate outside `[0, 1)`, an unknown
+            option, or an `attention_kernel` the builder cannot use or that
+            does not take `position_scheme`.
 
     Example:
 
@@ -131,6 +141,7 @@ def transformer_classifier(
     check_positive_int(num_classes, "num_classes")
     check_one_of(pooling, "pooling", POOLINGS)
     parts.check_activation_name(activation)
+    parts.check_attention_kernel(attention_kernel, position_scheme)
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,
@@ -148,5 +159,6 @@ def transformer_classifier(
         position_encoding=position_encoding,
         position_scheme=position_scheme,
         num_key_value_heads=num_key_value_heads,
+        attention_kernel=attention_kernel,
     )
     return BuilderModel("transformer_classifier", arguments, name=name)

@@ -16,6 +16,7 @@ def _translator_graph(
     activation, norm_first, layer_norm_epsilon, normalization,
     position_encoding, position_scheme, num_key_value_heads,
     share_embeddings, tie_output_embedding, scale_embeddings,
+    attention_kernel="dot_product",
 ):
     source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
     target_ids = keras.Input(shape=(None,), dtype="int32", name="target_ids")
@@ -35,7 +36,11 @@ def _translator_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
+        attention_kernel,
     )
+    # The decoder keeps exact attention: its KV caches (cached decoding)
+    # exist for `MultiHeadAttention` only.
+    decoder_kwargs = {**block_kwargs, "attention_kernel": "dot_product"}
 
     x = source_embedding(source_ids)  # (B, S, E), mask: source_ids != 0
     x = keras.layers.Dropout(dropout, name="source_dropout")(x)
@@ -44,7 +49,7 @@ def _translator_graph(
     y = target_embedding(target_ids)  # (B, T, E), mask: target_ids != 0
     y = keras.layers.Dropout(dropout, name="target_dropout")(y)
     y = parts.decoder_stack(
-        y, num_decoder_layers or num_layers, block_kwargs, encoded
+        y, num_decoder_layers or num_layers, decoder_kwargs, encoded
     )  # (B, T, E)
     logits = parts.output_logits(
         y, target_embedding, tie_output_embedding, target_vocabulary_size
@@ -72,6 +77,7 @@ def transformer_translator(
     share_embeddings=False,
     tie_output_embedding=True,
     scale_embeddings=True,
+    attention_kernel="dot_product",
     name="transformer_translator",
 ):
     """The encoder-decoder Transformer of "Attention Is All You Need".
@@ -137,6 +143,15 @@ def transformer_translator(
             table.
         scale_embeddings: whether token embeddings are multiplied by
             `sqrt(hidden_dim)` (paper section 3.4).
+        attention_kernel: the encoder's self-attention: `"dot_product"`
+            (exact), `"performer"` (random-feature linear attention; with
+            `position_scheme` `None` or `"rotary"`), `"local"` (a sliding
+            window of 128 keys per side) or `"big_bird"` (blocks of 64:
+            local, global and random), each with its layer's default
+            options. The decoder's self- and cross-attention stay
+            `"dot_product"`: cached decoding needs `MultiHeadAttention`'s KV
+            caches, which the efficient kernels do not keep. `"linformer"`
+            is not offered: its projections need a static key length.
         name: the model name.
 
     Returns:
@@ -147,7 +162,9 @@ def transformer_translator(
     Raises:
         ValueError: on a non-positive size, `hidden_dim` not divisible by
             `num_heads`, a dropout rate outside `[0, 1)`, an unknown option,
-            or `share_embeddings=True` with different vocabulary sizes.
+            `share_embeddings=True` with different vocabulary sizes, or an
+            `attention_kernel` the builder cannot use or that does not take
+            `position_scheme`.
 
     Example:
 
@@ -177,6 +194,7 @@ def transformer_translator(
     check_bool(share_embeddings, "share_embeddings")
     check_bool(tie_output_embedding, "tie_output_embedding")
     check_bool(scale_embeddings, "scale_embeddings")
+    parts.check_attention_kernel(attention_kernel, position_scheme)
     if (
         share_embeddings
         and target_vocabulary_size is not None
@@ -208,5 +226,6 @@ def transformer_translator(
         share_embeddings=share_embeddings,
         tie_output_embedding=tie_output_embedding,
         scale_embeddings=scale_embeddings,
+        attention_kernel=attention_kernel,
     )
     return BuilderModel("transformer_translator", arguments, name=name)

@@ -7,6 +7,14 @@ take a `(low, high)` tuple instead of a list (`hp.Float`, logarithmic for
 the learning rate). keras-tuner choices cannot hold `None`, so a "no
 positional scheme" choice is spelled `"none"` in the search space and
 passed as `None` to the builders.
+
+Attention kernels and positional schemes depend on each other: a kernel
+that takes no additive attention bias (`"performer"`) cannot use the
+`"relative"` or `"alibi"` schemes. When the kernels searched accept
+different schemes, the scheme is a conditional hyper-parameter of the
+kernel: `position_scheme` for the kernels that take every scheme searched,
+`position_scheme_<kernel>` (a narrower choice) for the others, so no trial
+builds an impossible model.
 """
 
 import inspect
@@ -16,6 +24,7 @@ import keras
 import keras_tuner
 
 from keras_attention.layers.transformer import block_components
+from keras_attention.models import model_parts
 from keras_attention.models.model_parts import POSITION_ENCODINGS
 from keras_attention.training import TransformerSchedule
 
@@ -160,6 +169,10 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
                 "`attention_kernel` argument)",
                 attention_kernel,
             )
+        if takes_kernel:
+            check_name_choices(
+                attention_kernel, "attention_kernel", model_parts.builder_attention_kernels()
+            )
         self._takes_kernel = takes_kernel
         self.position_encoding = check_name_choices(
             position_encoding, "position_encoding", POSITION_ENCODINGS
@@ -175,6 +188,37 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
             learning_rate, "learning_rate", 0.0, 1.0, high_inclusive=True, positive=True
         )
         self.warmup_steps = check_int_choices(warmup_steps, "warmup_steps")
+        self._kernel_schemes = {}
+        for kernel in self.attention_kernel:
+            allowed = model_parts.kernel_position_schemes(kernel)
+            schemes = tuple(s for s in self.position_scheme if (None if s == NONE else s) in allowed)
+            if not schemes:
+                raise ValueError(
+                    "Received incompatible arguments `attention_kernel` and "
+                    f"`position_scheme`: the {kernel!r} kernel takes none of the "
+                    f"position schemes searched, expected at least one of {list(allowed)}. "
+                    f"Received: attention_kernel={attention_kernel!r}, "
+                    f"position_scheme={position_scheme!r}"
+                )
+            self._kernel_schemes[kernel] = schemes
+
+    def _choose_position_scheme(self, hp, kernel):
+        """The position scheme, conditional on the kernel where they differ."""
+        groups = {}  # schemes -> the kernels that take exactly these
+        for k, schemes in self._kernel_schemes.items():
+            groups.setdefault(schemes, []).append(k)
+        if len(groups) == 1:
+            return choose(hp, "position_scheme", next(iter(groups)))
+        chosen = None
+        for schemes, kernels in groups.items():
+            name = "position_scheme"
+            if schemes != self.position_scheme:
+                name = "position_scheme_" + "_".join(kernels)
+            with hp.conditional_scope("attention_kernel", kernels):
+                value = choose(hp, name, schemes)
+            if kernel in kernels:
+                chosen = value
+        return chosen
 
     def transformer_arguments(self, hp):
         """Builder arguments and optimizer settings sampled from `hp`.
@@ -197,9 +241,9 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
             norm_first=choose(hp, "norm_first", self.norm_first),
             position_encoding=choose(hp, "position_encoding", self.position_encoding),
         )
-        scheme = choose(hp, "position_scheme", self.position_scheme)
-        arguments["position_scheme"] = None if scheme == NONE else scheme
         kernel = choose(hp, "attention_kernel", self.attention_kernel)
+        scheme = self._choose_position_scheme(hp, kernel)
+        arguments["position_scheme"] = None if scheme == NONE else scheme
         if self._takes_kernel:
             arguments["attention_kernel"] = kernel
         learning_rate = choose_float(hp, "learning_rate", self.learning_rate, "log")

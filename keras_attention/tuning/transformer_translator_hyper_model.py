@@ -39,8 +39,12 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
         intermediate_multiplier: feed-forward width over `hidden_dim`.
         dropout: dropout rate, or a `(low, high)` range.
         norm_first: pre-LN (`True`) and/or post-LN (`False`).
-        attention_kernel: attention kernel names (the builder currently
-            offers `"dot_product"` only).
+        attention_kernel: attention kernel names for the encoder's
+            self-attention (the decoder stays `"dot_product"` for cached
+            decoding): `"dot_product"`, `"performer"`, `"local"`, `"big_bird"`. Position schemes a
+            kernel cannot take (`"relative"`, `"alibi"` with
+            `"performer"`) are left out of its trials: the scheme is then
+            the conditional hyper-parameter `position_scheme_performer`.
         position_encoding: `"learned"` and/or `"sinusoidal"`.
         position_scheme: `None`/`"none"`, `"rotary"`, `"relative"`,
             `"alibi"`.
@@ -86,7 +90,7 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
         intermediate_multiplier=(2, 4),
         dropout=(0.0, 0.3),
         norm_first=(False, True),
-        attention_kernel="dot_product",
+        attention_kernel=("dot_product", "performer", "local", "big_bird"),
         position_encoding=("sinusoidal", "learned"),
         position_scheme=(None, "rotary", "relative", "alibi"),
         learning_rate=(1e-4, 2e-3),

@@ -119,3 +119,51 @@ def test_invalid_version(tmp_path, version):
 def test_invalid_object(tmp_path):
     with pytest.raises(ValueError, match="`model_or_pipeline`.*Received: dict"):
         export_for_serving({}, tmp_path / "m")
+
+
+# Kills itself with SIGKILL once the SavedModel is written to the staging
+# directory, before the .keras file and the rename: what a killed job leaves.
+KILLED_MID_EXPORT = r"""
+import os, signal, sys
+import keras
+from keras_attention.export import export_for_serving
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+keras.Model.save = killed
+inputs = keras.Input((3,), name="features")
+model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+export_for_serving(model, sys.argv[1], version=2)
+"""
+
+
+def test_export_after_a_killed_export_removes_its_staging_directory(tmp_path):
+    root = tmp_path / "m"
+    model = _model()
+    export_for_serving(model, root, version=1)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, "-c", KILLED_MID_EXPORT, str(root)],
+                            env=env, capture_output=True, timeout=600)
+    assert result.returncode == -9, result.stderr[-2000:]
+    (left,) = [n for n in os.listdir(root) if n != "1"]
+    assert left.startswith(".tmp-2-") and (root / left / "saved_model.pb").is_file()
+    # Left alone: a staging directory of a live process (this one), a
+    # directory of another host (it cannot be checked from here), other
+    # hidden entries, and numeric versions.
+    live = f".tmp-7-{serving._host()}-{os.getpid()}-abc"
+    other_host = ".tmp-8-elsewhere-1-abc"
+    for name in (live, other_host, ".keep", "5"):
+        (root / name).mkdir()
+    (root / ".tmp-9-x").write_text("not a directory")
+    path = export_for_serving(model, root, version=2)
+    assert path == str(root / "2") and (root / "2" / "saved_model.pb").is_file()
+    assert sorted(os.listdir(root)) == sorted(
+        ["1", "2", "5", live, other_host, ".keep", ".tmp-9-x"])
+
+
+def test_staging_directories_without_an_owner_are_stale(tmp_path):
+    (tmp_path / ".tmp-3-k2j_x9").mkdir()  # the older naming, no host and pid
+    (tmp_path / "3").mkdir()
+    assert serving.remove_stale_staging(tmp_path) == [".tmp-3-k2j_x9"]
+    assert os.listdir(tmp_path) == ["3"]

@@ -98,3 +98,41 @@ def test_transformer_optimizer_peaks_at_the_learning_rate():
     assert max(rates) == pytest.approx(3e-3, rel=1e-5) == rates[2]
     # step^-0.5 decay after the peak: 4x the steps, half the rate.
     assert rates[4] == pytest.approx(rates[2] / 2, rel=1e-3)
+
+
+def test_builders_offer_the_efficient_kernels():
+    from keras_attention.tuning import TransformerClassifierHyperModel
+
+    hypermodel = TransformerClassifierHyperModel(
+        vocabulary_size=20, sequence_length=8, num_classes=2, num_layers=1, num_heads=2,
+        key_dim=4, intermediate_multiplier=2, position_scheme=[None, "relative"])
+    hp = keras_tuner.HyperParameters()
+    hypermodel.build(hp)
+    assert hp.get("attention_kernel") == "dot_product"
+    space = {h.name: h for h in hp.space}
+    assert space["attention_kernel"].values == ["dot_product", "performer", "local", "big_bird"]
+    # Performer takes no attention bias: its trials choose among the schemes
+    # it can use, under their own name, active only for it.
+    assert space["position_scheme"].values == ["none", "relative"]
+    assert [c.values for c in space["position_scheme"].conditions] == [
+        ["dot_product", "local", "big_bird"]]
+    assert space["position_scheme_performer"].value == "none"  # fixed: one choice
+    assert [c.values for c in space["position_scheme_performer"].conditions] == [["performer"]]
+    for kernel, scheme in [("performer", None), ("big_bird", "relative")]:
+        # What an oracle does: a value for every hyper-parameter of the space.
+        hp.values.update(attention_kernel=kernel, position_scheme="relative",
+                         position_scheme_performer="none")
+        model = hypermodel.build(hp)
+        assert (model.arguments["attention_kernel"], model.arguments["position_scheme"]) == (
+            kernel, scheme)
+
+
+def test_kernels_the_builders_cannot_use():
+    with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
+                       r"\['big_bird', 'dot_product', 'local', 'performer'\], or a non-empty "
+                       r"list of them\. Received: attention_kernel=\['performer', 'linformer'\]"):
+        _TakesKernel(attention_kernel=["performer", "linformer"], **SPACE)
+    with pytest.raises(ValueError, match=r"incompatible arguments `attention_kernel` and "
+                       r"`position_scheme`: the 'performer' kernel takes none of the position "
+                       r"schemes searched"):
+        _TakesKernel(attention_kernel="performer", **{**SPACE, "position_scheme": "alibi"})

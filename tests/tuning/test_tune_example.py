@@ -5,6 +5,8 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -38,3 +40,36 @@ def test_tune_rejects_multi_worker(tmp_path):
     )
     assert result.returncode == 2
     assert "does not run under MultiWorkerMirroredStrategy (tensorflow#72388)" in result.stderr
+
+
+def _run_tune(tmp_path, *flags):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", KERAS_BACKEND="tensorflow")
+    env.pop("TF_CONFIG", None)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "tune.py"), "--smoke", *flags,
+         "--directory", str(tmp_path / "tuning"), "--export-dir", str(tmp_path / "export")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    (evaluated,) = [line for line in out.splitlines() if line.startswith("best model on")]
+    (reloaded,) = [line for line in out.splitlines() if line.startswith("reloaded from")]
+    assert evaluated.split(": ", 1)[1] == reloaded.split(": ", 1)[1]
+    assert (tmp_path / "export" / "1" / "saved_model.pb").is_file()
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,objective,kernels", [
+    ("classifier", "val_accuracy (max)", "dot_product, performer"),
+    ("translator", "val_loss (min)", "dot_product, local"),
+])
+def test_tune_smoke_random_search(tmp_path, model, objective, kernels):
+    out = _run_tune(tmp_path, "--model", model, "--tuner", "random")
+    assert f"2 trial(s), objective {objective}" in out
+    # The attention kernel is searched (keras-tuner's space summary).
+    assert "attention_kernel (Choice)" in out
+    assert f"'values': [{', '.join(repr(k) for k in kernels.split(', '))}]" in out
+    (best,) = [line for line in out.splitlines() if line.startswith("best trial")]
+    assert "attention_kernel=" in best

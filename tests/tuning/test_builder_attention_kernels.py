@@ -1,0 +1,91 @@
+"""The builders' `attention_kernel`: what the tuners search reaches the blocks.
+
+Independent references: a `"local"` kernel whose window (128) covers the
+whole sequence equals exact attention with the same weights; the layer
+classes in the built graph; a reloaded `.keras` file (safe mode) gives the
+same outputs; greedy decoding's first token is the argmax of a full pass.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_attention as ka
+from keras_attention.layers.attention import LocalAttention
+from keras_attention.layers.attention import MultiHeadAttention
+from keras_attention.layers.attention import PerformerAttention
+
+IDS = np.array([[3, 4, 5, 6, 0, 0], [7, 8, 9, 2, 3, 4]], dtype="int32")
+TARGET = np.array([[1, 5, 6, 0], [1, 7, 8, 9]], dtype="int32")
+SMALL = dict(vocabulary_size=12, sequence_length=8, num_layers=1, hidden_dim=8,
+             num_heads=2, intermediate_dim=16, dropout=0.0)
+
+
+def _classifier(kernel, **kwargs):
+    return ka.models.transformer_classifier(
+        num_classes=3, pooling="mean", attention_kernel=kernel, **SMALL, **kwargs)
+
+
+def _fit_save_reload(model, x, y, tmp_path):
+    model.compile(optimizer="adam",
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    before = [w.copy() for w in model.get_weights()]
+    model.fit(x, y, epochs=1, batch_size=2, verbose=0)
+    assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(reloaded(x), model(x), atol=1e-6)
+    assert reloaded.arguments == model.arguments
+    return reloaded
+
+
+@pytest.mark.parametrize("kernel,layer_cls", [
+    ("performer", PerformerAttention), ("local", LocalAttention)])
+def test_classifier_kernel_builds_fits_and_reloads(tmp_path, kernel, layer_cls):
+    keras.utils.set_random_seed(0)
+    model = _classifier(kernel, position_scheme="rotary")
+    block = model.get_layer("encoder_block_0")
+    assert block.attention_kernel == kernel
+    assert type(block.self_attention) is layer_cls
+    reloaded = _fit_save_reload(model, IDS, np.array([0, 2]), tmp_path)
+    assert type(reloaded.get_layer("encoder_block_0").self_attention) is layer_cls
+
+
+def test_local_kernel_with_a_window_over_everything_equals_dot_product():
+    keras.utils.set_random_seed(0)
+    exact = _classifier("dot_product", position_scheme="relative")
+    local = _classifier("local", position_scheme="relative")
+    local.set_weights(exact.get_weights())
+    np.testing.assert_allclose(local(IDS), exact(IDS), atol=1e-5)
+
+
+def test_translator_kernel_is_the_encoders_and_decoding_still_works(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = ka.models.transformer_translator(attention_kernel="performer", **SMALL)
+    assert type(model.get_layer("encoder_block_0").self_attention) is PerformerAttention
+    decoder = model.get_layer("decoder_block_0")
+    assert decoder.attention_kernel == "dot_product"
+    assert type(decoder.cross_attention) is MultiHeadAttention
+    inputs = {"source_ids": IDS, "target_ids": TARGET}
+    model = _fit_save_reload(model, inputs, np.roll(TARGET, -1, axis=1), tmp_path)
+    generator = ka.generation.Seq2SeqGenerator(model, start_token_id=1, jit_compile=False)
+    tokens = np.asarray(generator.greedy_search(IDS, max_new_tokens=2))
+    first = np.asarray(model({"source_ids": IDS, "target_ids": TARGET[:, :1]}))[:, 0, 1:]
+    np.testing.assert_array_equal(tokens[:, 1], first.argmax(-1) + 1)  # id 0 never generated
+
+
+def test_invalid_kernels():
+    with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
+                       r"\['dot_product', 'performer', 'local', 'big_bird'\] \('linformer' "
+                       r"cannot be used by the model builders: its sequence projections need "
+                       r"a static key length\)\. Received: attention_kernel='linformer'"):
+        _classifier("linformer")
+    with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
+                       r".*Received: attention_kernel='flash'"):
+        ka.models.transformer_translator(attention_kernel="flash", **SMALL)
+    with pytest.raises(ValueError, match=r"incompatible arguments `attention_kernel` and "
+                       r"`position_scheme`: the 'performer' kernel takes no additive "
+                       r"attention bias.*Received: attention_kernel='performer', "
+                       r"position_scheme='alibi'"):
+        _classifier("performer", position_scheme="alibi")
