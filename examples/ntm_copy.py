@@ -90,6 +90,8 @@ def parse_args(argv=None):
     parser.add_argument("--model", choices=MODELS, default="ntm")
     parser.add_argument("--steps", type=int, default=10_000, help="training batches")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--optimizer", choices=("adam", "rmsprop"), default="adam",
+                        help="adam (Collier and Beel's NTM) or rmsprop (deepmind/dnc)")
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--clipnorm", type=float, default=50.0, help="global gradient norm clip")
     parser.add_argument("--eval-every", type=int, default=500, help="steps between evaluations")
@@ -208,14 +210,25 @@ def build_model(model_name, input_dim, output_dim, args, return_weightings=False
     return keras.Model(inputs, outputs, name=f"{model_name}_model")
 
 
+def make_optimizer(args):
+    """`--optimizer` with `--learning-rate` and the global norm clip
+    `--clipnorm`. RMSProp uses deepmind/dnc's decay 0.9 and epsilon 1e-10."""
+    optimizer = getattr(args, "optimizer", "adam")
+    if optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(
+            args.learning_rate, rho=0.9, epsilon=1e-10, global_clipnorm=args.clipnorm
+        )
+    return keras.optimizers.Adam(args.learning_rate, global_clipnorm=args.clipnorm)
+
+
 def compile_model(model, args):
-    """Adam with a global gradient-norm clip; the loss is the cross-entropy
+    """Adam (or RMSProp) with a global gradient-norm clip; the loss is the cross-entropy
     summed over the bits and steps of each sequence and averaged over the
     batch (nats per sequence, the cost of Graves et al.), so long sequences
     weigh more than short ones, as in Collier and Beel's training."""
     output_dim = model.output_shape[-1]
     model.compile(
-        optimizer=keras.optimizers.Adam(args.learning_rate, global_clipnorm=args.clipnorm),
+        optimizer=make_optimizer(args),
         # "sum" adds the per-step losses (each a mean over the bits) of the
         # batch; the weight turns that into the per-sequence sum over bits.
         loss=keras.losses.BinaryCrossentropy(from_logits=True, reduction="sum"),
