@@ -7,7 +7,10 @@
 2. weight counts after build;
 3. eager output structure and shapes (pass data with T != S);
 4. symbolic (functional `keras.Input`) output structure and shapes equal the
-   eager ones, with an unknown batch size;
+   eager ones, dimension by dimension, with an unknown batch size (the only
+   dimension allowed to stay `None`); layers with separate query and
+   key/value inputs are also checked with T != S (see
+   `_check_cross_lengths`);
 5. one compiled `fit` step (`jit_compile=True` by default) with a finite loss;
 6. `.keras` save and `keras.models.load_model(..., safe_mode=True)` without
    `custom_objects`, giving identical outputs;
@@ -196,12 +199,8 @@ def run_layer_test(
         f"symbolic output structure {_structure(sym_out)} != eager "
         f"{_structure(eager_out)}"
     )
-    for s_shape, e_shape in zip(_shapes(sym_out), _shapes(eager_out)):
-        assert len(s_shape) == len(e_shape), (s_shape, e_shape)
-        for s_dim, e_dim in zip(s_shape[1:], e_shape[1:]):
-            assert s_dim is None or s_dim == e_dim, (
-                f"symbolic shape {s_shape} disagrees with eager {e_shape}"
-            )
+    _check_symbolic_shapes(_shapes(sym_out), _shapes(eager_out))
+    _check_cross_lengths(layer_cls, init_kwargs, inputs, call_kwargs)
 
     # 5. One compiled fit step.
     if run_training:
@@ -265,6 +264,73 @@ def run_layer_test(
                     np.isfinite(ops.convert_to_numpy(ops.cast(t, "float32")))
                 ), f"non-finite output under {policy}"
     return eager_out
+
+
+def _check_symbolic_shapes(symbolic_shapes, eager_shapes):
+    """Each symbolic output dimension equals the eager one; `None` is allowed
+    only on the batch axis, the one input dimension left unknown."""
+    for s_shape, e_shape in zip(symbolic_shapes, eager_shapes):
+        assert len(s_shape) == len(e_shape), (
+            f"symbolic shape {s_shape} has another rank than eager {e_shape}"
+        )
+        for axis, (s_dim, e_dim) in enumerate(zip(s_shape, e_shape)):
+            if s_dim is None and axis == 0:
+                continue
+            assert s_dim == e_dim, (
+                f"symbolic shape {s_shape} disagrees with eager {e_shape} on "
+                f"axis {axis} (None is only allowed on the unknown batch axis)"
+            )
+
+
+# Call arguments holding the attending sequence (length T) and the attended
+# one (length S) of layers that take them separately.
+_LENGTH_PAIRS = (
+    ("query", ("value", "key")),
+    ("decoder_sequence", ("encoder_sequence",)),
+)
+
+
+def _check_cross_lengths(layer_cls, init_kwargs, inputs, call_kwargs):
+    """Layers with separate query and key/value inputs are checked with
+    T != S, where shape bugs mixing up the two lengths show.
+
+    A call with T == S is taken as causal self-attention when it sets
+    `use_causal_mask=True`. Otherwise, when the inputs are only the
+    sequences, the harness derives T != S itself (the key/value sequences
+    lengthened by one step) and compares symbolic and eager shapes on it;
+    with other tensor inputs (masks, biases) it fails: pass T != S.
+    """
+    for query_name, value_names in _LENGTH_PAIRS:
+        value_names = [n for n in value_names if n in inputs]
+        if query_name not in inputs or not value_names:
+            continue
+        t = np.shape(inputs[query_name])[1]
+        if any(np.shape(inputs[n])[1] != t for n in value_names):
+            continue
+        if call_kwargs.get("use_causal_mask"):
+            continue
+        others = sorted(set(inputs) - {query_name, *value_names})
+        assert not others, (
+            f"{layer_cls.__name__} is tested with `{query_name}` and "
+            f"`{value_names[0]}` of the same length {t} (and the inputs "
+            f"{others}): pass different query and key lengths (T != S)"
+        )
+        longer = dict(inputs)
+        for name in value_names:
+            x = np.asarray(inputs[name])
+            longer[name] = np.concatenate([x, x[:, :1]], axis=1)  # (B, S + 1, ...)
+        eager = _call(layer_cls(**init_kwargs), longer, call_kwargs)
+        first = _flatten(eager)[0]
+        assert tuple(first.shape)[1] == t, (
+            f"with T={t} and S={t + 1}, the first output has shape "
+            f"{tuple(first.shape)}, expected length T on axis 1"
+        )
+        symbolic = _call(layer_cls(**init_kwargs), _make_inputs(longer), call_kwargs)
+        assert _structure(symbolic) == _structure(eager), (
+            f"with T != S, symbolic output structure {_structure(symbolic)} != "
+            f"eager {_structure(eager)}"
+        )
+        _check_symbolic_shapes(_shapes(symbolic), _shapes(eager))
 
 
 def _flatten_shapes(expected):

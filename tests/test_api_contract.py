@@ -5,9 +5,12 @@ import pathlib
 import re
 
 import keras
+import numpy as np
 import pytest
+from keras import ops
 
 import api_inventory
+import harness
 
 TESTS_DIR = pathlib.Path(__file__).parent
 LAYERS = api_inventory.public_layers()
@@ -149,3 +152,47 @@ def test_docstring_parsers_on_a_known_docstring():
     assert api_inventory.example_blocks(no_example) == []
     prose_only = "Summary.\n\n    Example:\n        Call it with one argument.\n"
     assert api_inventory.example_blocks(prose_only) == []
+
+
+class _SpecUsesKeyLength(keras.layers.Layer):
+    """A layer whose output spec wrongly takes the key length S for T."""
+
+    def call(self, query, value):
+        return query + ops.mean(value, axis=1, keepdims=True)  # (B, T, F)
+
+    def compute_output_shape(self, query_shape, value_shape):
+        return value_shape  # the bug: (B, S, F)
+
+
+def test_harness_symbolic_check_compares_every_known_dimension():
+    harness._check_symbolic_shapes([(None, 3, 4)], [(2, 3, 4)])
+    with pytest.raises(AssertionError, match="axis 1"):
+        harness._check_symbolic_shapes([(None, None, 4)], [(2, 3, 4)])
+    with pytest.raises(AssertionError, match="axis 2"):
+        harness._check_symbolic_shapes([(None, 3, 5)], [(2, 3, 4)])
+    with pytest.raises(AssertionError, match="rank"):
+        harness._check_symbolic_shapes([(None, 3)], [(2, 3, 4)])
+
+
+def test_harness_checks_query_value_layers_with_different_lengths():
+    x = np.zeros((2, 3, 4), "float32")
+    # T == S hides the bug in the eager-vs-symbolic comparison ...
+    sym = _SpecUsesKeyLength()(keras.Input((3, 4)), keras.Input((3, 4)))
+    harness._check_symbolic_shapes([tuple(sym.shape)], [(2, 3, 4)])
+    # ... so the harness derives S = T + 1 itself, and catches it.
+    with pytest.raises(AssertionError, match="axis 1"):
+        harness._check_cross_lengths(
+            _SpecUsesKeyLength, {}, {"query": x, "value": x}, {}
+        )
+    # A causal call is taken as self-attention.
+    harness._check_cross_lengths(
+        _SpecUsesKeyLength, {}, {"query": x, "value": x}, {"use_causal_mask": True}
+    )
+    # With masks it cannot derive S != T: the caller must pass T != S.
+    with pytest.raises(AssertionError, match="T != S"):
+        harness._check_cross_lengths(
+            _SpecUsesKeyLength,
+            {},
+            {"query": x, "value": x, "value_mask": np.ones((2, 3), bool)},
+            {},
+        )

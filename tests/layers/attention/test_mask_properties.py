@@ -1,8 +1,10 @@
 """Mask properties of every attention path, property-tested with hypothesis.
 
-Over random lengths, random query/key padding masks, causal or not, dropout
-0 or > 0 (in training), weights returned or not, and float32 / float16 /
-bfloat16 compute dtypes, every path must satisfy:
+For every combination of compute dtype (float32 / float16 / bfloat16),
+dropout (0, or > 0 in training) and weights returned or not (a pytest
+cross product, `COMBINATIONS`), over lengths and masks drawn by hypothesis
+(random query/key padding masks, causal or not, plus one fixed case with
+T != S and a fully masked sequence), every path must satisfy:
 
 1. masked keys get exactly zero weight, so the values and keys at masked
    positions have no influence on the output;
@@ -18,8 +20,9 @@ None)` as NumPy float32. `fn` must be a deterministic function of its
 arguments: with dropout, every call replays the same dropout stream (reset
 the layer's seed generator, see `_replay_dropout`).
 `check_mask_properties(path, case)` and `check_causal_property(path, case)`
-take a case drawn from `mask_cases()`; another test module can build its own
-`AttentionPath` (e.g. for `MultiHeadAttention`) and call them.
+take a case drawn from `mask_cases()` merged with one of `COMBINATIONS`
+(`with_options`); another test module can build its own `AttentionPath` and
+call them.
 """
 
 import dataclasses
@@ -28,6 +31,7 @@ from typing import Callable
 import keras
 import numpy as np
 import pytest
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -43,7 +47,25 @@ from keras_attention.ops import scaled_dot_product_attention
 
 FEATURES = 4  # D of every path's inputs
 MAX_BATCH, MAX_QUERY, MAX_KEY = 3, 5, 6
-SETTINGS = settings(max_examples=15, deadline=None, database=None, derandomize=True)
+# Few drawn examples per combination: the combinations themselves are
+# enumerated, and each test also runs the fixed `EXPLICIT_*` case.
+SETTINGS = settings(max_examples=2, deadline=None, database=None, derandomize=True)
+DTYPES = ("float32", "float16", "bfloat16")
+DROPOUTS = ((0.0, False), (0.4, True))  # (rate, training)
+COMBINATIONS = [
+    pytest.param(
+        {
+            "dtype": dtype,
+            "dropout": rate,
+            "training": training,
+            "return_weights": weights,
+        },
+        id=f"{dtype}-dropout{rate}-{'weights' if weights else 'output'}",
+    )
+    for dtype in DTYPES
+    for rate, training in DROPOUTS
+    for weights in (True, False)
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +218,8 @@ PATHS = [
 
 @st.composite
 def mask_cases(draw, self_attention=False):
-    """A random case: shapes, data, masks and the call options."""
+    """A random case: shapes, data seed and masks (the call options come
+    from `COMBINATIONS`, see `with_options`)."""
     batch = draw(st.integers(1, MAX_BATCH))
     query_len = draw(st.integers(2 if self_attention else 1, MAX_QUERY))
     key_len = query_len if self_attention else draw(st.integers(1, MAX_KEY))
@@ -206,7 +229,6 @@ def mask_cases(draw, self_attention=False):
     query_mask = draw(arrays(bool, (batch, query_len)))
     if self_attention:
         query_mask = value_mask.copy()
-    dropout = draw(st.sampled_from([0.0, 0.4]))
     return {
         "seed": draw(st.integers(0, 2**16)),
         "batch": batch,
@@ -215,11 +237,34 @@ def mask_cases(draw, self_attention=False):
         "query_mask": query_mask,
         "value_mask": value_mask,
         "causal": draw(st.booleans()),
-        "dropout": dropout,
-        "training": dropout > 0 or draw(st.booleans()),
-        "return_weights": draw(st.booleans()),
-        "dtype": draw(st.sampled_from(["float32", "float16", "bfloat16"])),
     }
+
+
+def with_options(case, options):
+    """A drawn case merged with one of `COMBINATIONS`."""
+    return {**case, **options}
+
+
+# Run in every combination besides the drawn cases: T != S, a padded query,
+# keys masked in the middle, and a sequence with no attendable key.
+EXPLICIT_CROSS = {
+    "seed": 7,
+    "batch": 2,
+    "query_len": 3,
+    "key_len": 5,
+    "query_mask": np.array([[True, True, False], [True, True, True]]),
+    "value_mask": np.array([[True, False, True, False, True], [False] * 5]),
+    "causal": True,
+}
+EXPLICIT_SELF = {
+    "seed": 11,
+    "batch": 2,
+    "query_len": 4,
+    "key_len": 4,
+    "query_mask": np.array([[True, False, True, True], [True, True, True, False]]),
+    "value_mask": np.array([[True, False, True, True], [True, True, True, False]]),
+    "causal": True,
+}
 
 
 def _inputs(case):
@@ -302,18 +347,35 @@ def check_causal_property(path, case):
     np.testing.assert_array_equal(after[:, :cut], before[:, :cut])
 
 
+@pytest.mark.parametrize("options", COMBINATIONS)
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
 @SETTINGS
+@example(case=EXPLICIT_CROSS)
 @given(case=mask_cases())
-def test_masked_keys_and_fully_masked_rows(path, case):
-    check_mask_properties(path, case)
+def test_masked_keys_and_fully_masked_rows(path, options, case):
+    check_mask_properties(path, with_options(case, options))
 
 
+@pytest.mark.parametrize("options", COMBINATIONS)
 @pytest.mark.parametrize("path", [p for p in PATHS if p.causal], ids=lambda p: p.name)
 @SETTINGS
+@example(case=EXPLICIT_SELF)
 @given(case=mask_cases(self_attention=True))
-def test_causal_future_does_not_change_past(path, case):
-    check_causal_property(path, case)
+def test_causal_future_does_not_change_past(path, options, case):
+    check_causal_property(path, with_options(case, options))
+
+
+def test_combinations_cover_the_cross_product():
+    seen = {
+        (o["dtype"], o["dropout"] > 0 and o["training"], o["return_weights"])
+        for o in (p.values[0] for p in COMBINATIONS)
+    }
+    assert seen == {
+        (dtype, active, weights)
+        for dtype in DTYPES
+        for active in (False, True)
+        for weights in (False, True)
+    }
 
 
 def test_properties_detect_a_leaking_path():

@@ -1,17 +1,26 @@
 """MultiHeadAttention mask properties (hypothesis), on the plain and cached
-paths, with dropout 0 and > 0 (in training), scores returned or not, under
-float32, mixed_float16 and mixed_bfloat16:
+paths:
 
 - masked keys get zero weight and have no influence on the output;
 - fully masked query rows give finite zeros;
 - under `use_causal_mask`, changing future tokens never changes earlier
   outputs.
+
+Every combination of dtype policy (float32, mixed_float16, mixed_bfloat16),
+dropout (0, or > 0 in training) and scores returned or not runs on the
+`"full"` implementation (a pytest cross product, `COMBINATIONS`); the
+`"blockwise"` and `"fused"` implementations (no dropout, and scores take the
+full path) run under each policy. Hypothesis draws only lengths, masks and
+head layouts, plus one fixed `@example` per test (T != S, fully masked rows,
+grouped heads).
 """
 
 import keras
 import numpy as np
+import pytest
 from harness import run_layer_test
 from hypothesis import HealthCheck
+from hypothesis import example
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -20,24 +29,51 @@ from keras import ops
 from keras_attention.layers import MultiHeadAttention
 
 SETTINGS = settings(
-    max_examples=30,
+    max_examples=2,
     deadline=None,
+    database=None,
+    derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 POLICIES = ["float32", "mixed_float16", "mixed_bfloat16"]
+DROPOUTS = ((0.0, False), (0.4, True))  # (rate, training)
 HEADS = [(2, 2), (2, 1), (4, 2)]  # (num_heads, num_key_value_heads)
 SUM_TOL = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 2e-2}
+
+
+def _combinations():
+    for implementation in ("full", "blockwise", "fused"):
+        for policy in POLICIES:
+            for dropout, training in DROPOUTS:
+                for scores in (True, False):
+                    if implementation != "full" and (dropout > 0 or scores):
+                        continue  # dropout=0 only; scores take the full path
+                    yield pytest.param(
+                        dict(
+                            implementation=implementation,
+                            policy=policy,
+                            dropout=dropout,
+                            training=training,
+                            scores=scores,
+                        ),
+                        id=f"{implementation}-{policy}-dropout{dropout}-"
+                        + ("scores" if scores else "output"),
+                    )
+
+
+COMBINATIONS = list(_combinations())
 
 
 def _np(x):
     return np.asarray(ops.convert_to_numpy(ops.cast(x, "float32")), dtype="float64")
 
 
-def _layer(heads, policy, dropout):
+def _layer(heads, options):
     num_heads, kv_heads = heads
     return MultiHeadAttention(
-        num_heads, 4, num_key_value_heads=kv_heads, dropout=dropout,
-        use_bias=False, seed=5, dtype=policy,
+        num_heads, 4, num_key_value_heads=kv_heads, dropout=options["dropout"],
+        use_bias=False, seed=5, dtype=options["policy"],
+        attention_implementation=options["implementation"],
     )
 
 
@@ -65,10 +101,6 @@ def cases(draw):
     return dict(
         batch=batch, t=t, s=s,
         heads=draw(st.sampled_from(HEADS)),
-        policy=draw(st.sampled_from(POLICIES)),
-        dropout=draw(st.sampled_from([0.0, 0.4])),
-        training=draw(st.booleans()),
-        scores=draw(st.booleans()),
         causal=draw(st.booleans()),
         key_mask=np.array(draw(st.lists(st.booleans(), min_size=batch * s,
                                         max_size=batch * s))).reshape(batch, s),
@@ -78,14 +110,24 @@ def cases(draw):
     )
 
 
+@pytest.mark.parametrize("options", COMBINATIONS)
 @SETTINGS
-@given(cases())
-def test_masked_keys_get_zero_weight_and_empty_rows_give_zeros(case):
+@example(
+    case=dict(
+        batch=2, t=3, s=5, heads=(4, 2), causal=True,
+        key_mask=np.array([[True, False, True, False, True], [False] * 5]),
+        query_mask=np.array([[True, True, False], [True, True, True]]),
+        seed=3,
+    )
+)
+@given(case=cases())
+def test_masked_keys_get_zero_weight_and_empty_rows_give_zeros(options, case):
+    case = {**case, **options}
     rng = np.random.default_rng(case["seed"])
     b, t, s = case["batch"], case["t"], case["s"]
     query = rng.normal(size=(b, t, 8)).astype("float32")
     value = rng.normal(size=(b, s, 8)).astype("float32")
-    layer = _layer(case["heads"], case["policy"], case["dropout"])
+    layer = _layer(case["heads"], case)
     call = _SameDropout(layer)
     kwargs = dict(
         query_mask=case["query_mask"], value_mask=case["key_mask"],
@@ -125,25 +167,24 @@ def causal_cases(draw):
         t=t,
         split=draw(st.integers(0, t - 2)),  # outputs 0..split must not change
         heads=draw(st.sampled_from(HEADS)),
-        policy=draw(st.sampled_from(POLICIES)),
-        dropout=draw(st.sampled_from([0.0, 0.4])),
-        training=draw(st.booleans()),
-        scores=draw(st.booleans()),
         padded=draw(st.booleans()),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
+@pytest.mark.parametrize("options", COMBINATIONS)
 @SETTINGS
-@given(causal_cases())
-def test_future_tokens_never_change_earlier_outputs(case):
+@example(case=dict(t=5, split=1, heads=(2, 1), padded=True, seed=2))
+@given(case=causal_cases())
+def test_future_tokens_never_change_earlier_outputs(options, case):
+    case = {**case, **options}
     rng = np.random.default_rng(case["seed"])
     t, split = case["t"], case["split"]
     x = rng.normal(size=(2, t, 8)).astype("float32")
     future = x.copy()
     future[:, split + 1:] = 5 * rng.normal(size=(2, t - split - 1, 8))
     mask = rng.random((2, t)) > 0.3 if case["padded"] else None
-    layer = _layer(case["heads"], case["policy"], case["dropout"])
+    layer = _layer(case["heads"], case)
     call = _SameDropout(layer)
     kwargs = dict(use_causal_mask=True, training=case["training"],
                   return_attention_scores=case["scores"], value_mask=mask)
@@ -170,22 +211,23 @@ def cached_cases(draw):
         extra=draw(st.integers(0, 2)),  # unused cache slots
         causal=draw(st.booleans()),
         heads=draw(st.sampled_from(HEADS)),
-        policy=draw(st.sampled_from(POLICIES)),
-        dropout=draw(st.sampled_from([0.0, 0.4])),
-        training=draw(st.booleans()),
-        scores=draw(st.booleans()),
         seed=draw(st.integers(0, 2**16)),
     )
 
 
+@pytest.mark.parametrize("options", COMBINATIONS)
 @SETTINGS
-@given(cached_cases())
-def test_cached_path_is_causal_and_ignores_unfilled_slots(case):
+@example(
+    case=dict(prefix=2, t=3, split=0, extra=2, causal=True, heads=(4, 2), seed=4)
+)
+@given(case=cached_cases())
+def test_cached_path_is_causal_and_ignores_unfilled_slots(options, case):
+    case = {**case, **options}
     rng = np.random.default_rng(case["seed"])
     prefix, t, split = case["prefix"], case["t"], case["split"]
     max_length = prefix + t + case["extra"]
     x = rng.normal(size=(2, prefix + t, 8)).astype("float32")
-    layer = _layer(case["heads"], case["policy"], case["dropout"])
+    layer = _layer(case["heads"], case)
     cache = layer.get_initial_cache(2, max_length)
     if prefix:
         _, cache = layer(x[:, :prefix], x[:, :prefix], use_causal_mask=case["causal"],
@@ -216,6 +258,25 @@ def test_cached_path_is_causal_and_ignores_unfilled_slots(case):
         else:
             visible = np.broadcast_to(np.arange(max_length) < prefix + t, (t, max_length))
         np.testing.assert_array_equal(scores[..., ~visible], 0.0)
+
+
+def test_combinations_cover_every_dtype_dropout_and_scores_choice():
+    seen = {
+        (o["implementation"], o["policy"], o["dropout"] > 0 and o["training"], o["scores"])
+        for o in (p.values[0] for p in COMBINATIONS)
+    }
+    full = {
+        ("full", policy, active, scores)
+        for policy in POLICIES
+        for active in (False, True)
+        for scores in (False, True)
+    }
+    fast = {
+        (implementation, policy, False, False)
+        for implementation in ("blockwise", "fused")
+        for policy in POLICIES
+    }
+    assert seen == full | fast
 
 
 def test_harness_explicit_attention_mask_multi_dim_output():
