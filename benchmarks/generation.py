@@ -1,46 +1,70 @@
 """Generation speed: cached vs uncached decoding, and ours vs keras-hub GPT-2.
 
-Two comparisons, each run interleaved in this one process, on a randomly
-initialised 4-layer decoder-only model (hidden 256, 4 heads, intermediate
-1024, learned positions, pre-LN, GELU, tied embeddings -- the GPT-2 layout),
-greedy decoding of 128 new tokens after a 16-token prompt, batch 1 and 8:
+Two comparisons, timed in the same interleaved rounds of this one process,
+on a randomly initialised 4-layer decoder-only model (hidden 256, 4 heads,
+intermediate 1024, learned positions, pre-LN, GELU, tied embeddings -- the
+GPT-2 layout, vocabulary 8192), greedy decoding of exactly 128 new tokens
+after a 16-token prompt, batch 1 and 8:
 
-1. `CausalLMGenerator.greedy_search(use_cache=True)` (one token per step over
-   the KV caches) against `use_cache=False` (the same compiled loop, but the
-   whole prefix goes through the decoder blocks at every step).
+1. `CausalLMGenerator.greedy_search(use_cache=True)` against
+   `use_cache=False`. Cached: the prompt is prefilled into the KV caches in
+   one pass, then each step runs the decoder blocks on the one new token.
+   Uncached: the same compiled loop, but every step runs the decoder blocks
+   (embedding, attention, feed-forward) over the whole fixed-length buffer
+   of L = prompt + new tokens = 144 positions -- the prompt, the tokens
+   generated so far, and the not-yet-generated (padding) positions, all
+   recomputed from scratch -- and keeps the hidden state of the one position
+   it needs; the output head runs on that position only, as in the cached
+   path.
 2. Our cached greedy search against `keras_hub.models.GPT2CausalLM.generate`
-   (greedy sampler, no stop tokens, XLA) with a `GPT2Backbone` of the same
-   sizes.
+   (greedy sampler, `stop_token_ids=None`, XLA) with a `GPT2Backbone` of the
+   same sizes.
 
-Both sides are compiled (XLA) and warmed up before timing; each side's time
-is the best (minimum) of `--repeats` interleaved runs, the estimate least
-disturbed by other processes on a shared machine. One JSON object per line:
-`{"benchmark", "config", "metric", "ours", "peer_name", "peer", "ratio"}`
-with `ratio = ours / peer` in tokens per second (> 1: ours is faster).
+Equivalent work: no end token on either side (our generator gets
+`end_token_id=None`, keras-hub `stop_token_ids=None`), so both fill every
+one of the 128 positions after the prompt; the number of generated tokens
+is counted on each side's output and written in the result line
+(`new_tokens_per_row`). Both sides are compiled with XLA and warmed up
+(one untimed call each, which traces and compiles) before timing. One
+difference is the peer's own design: keras-hub prefills its cache with one
+forward pass over the whole 144-slot buffer, ours over the 16 prompt slots.
+
+Timing rule (`benchmarks/common.py`): the sides run in interleaved rounds
+(rotating order), each side's time is the median over `--repeats` rounds.
+One JSON object per line (DESIGN.md keys), `ratio = ours / peer` in tokens
+per second (> 1: ours is faster), plus the process-CPU-time ratio and the
+machine `context`; lines are appended to
+`benchmarks/results/generation.jsonl`.
 
 Run:
 
-    python benchmarks/generation.py                  # about 5 minutes on 2 CPU cores
-    python benchmarks/generation.py --repeats 1 --batch-sizes 1   # quick check
+    python benchmarks/generation.py            # 5-15 minutes on 2 shared CPU cores
+    python benchmarks/generation.py --smoke    # tiny sizes, seconds, no results file
 """
 
 import argparse
-import json
 import os
-import time
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # common.py; keras_attention
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
+import common  # noqa: E402
 import keras_attention as ka  # noqa: E402
 
 SIZES = dict(num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024)
+SMOKE_SIZES = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32)
+RESULTS = "generation.jsonl"
+UNCACHED = "keras_attention uncached (all L buffer positions recomputed every step)"
+HUB = "keras_hub.models.GPT2CausalLM.generate (greedy, XLA)"
 
 
-def parse_args():
+def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vocabulary-size", type=int, default=8192)
     parser.add_argument("--prompt-length", type=int, default=16)
@@ -48,122 +72,127 @@ def parse_args():
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-keras-hub", action="store_true")
-    return parser.parse_args()
-
-
-def timed(function):
-    start = time.perf_counter()
-    function()
-    return time.perf_counter() - start
-
-
-def report(config, metric, ours, peer_name, peer):
-    print(
-        json.dumps(
-            {
-                "benchmark": "generation",
-                "config": config,
-                "metric": metric,
-                "ours": round(ours, 2),
-                "peer_name": peer_name,
-                "peer": round(peer, 2),
-                "ratio": round(ours / peer, 3),
-            }
-        ),
-        flush=True,
+    parser.add_argument(
+        "--smoke", action="store_true",
+        help="tiny model, 4 new tokens, batch 2, 1 round; no results file",
     )
+    args = parser.parse_args(argv)
+    args.sizes = SIZES
+    args.results = RESULTS
+    if args.smoke:
+        args.sizes = SMOKE_SIZES
+        args.vocabulary_size, args.prompt_length, args.new_tokens = 64, 4, 4
+        args.batch_sizes, args.repeats, args.results = [2], 1, None
+    return args
 
 
-def keras_hub_model(vocabulary_size, max_length):
+def keras_hub_model(sizes, vocabulary_size, max_length):
     import keras_hub
 
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocabulary_size,
-        num_layers=SIZES["num_layers"],
-        num_heads=SIZES["num_heads"],
-        hidden_dim=SIZES["hidden_dim"],
-        intermediate_dim=SIZES["intermediate_dim"],
+        num_layers=sizes["num_layers"],
+        num_heads=sizes["num_heads"],
+        hidden_dim=sizes["hidden_dim"],
+        intermediate_dim=sizes["intermediate_dim"],
         dropout=0.0,
         max_sequence_length=max_length,
     )
     model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-    model.compile(sampler="greedy")
+    model.compile(sampler="greedy", jit_compile=True)
     return model
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     keras.utils.set_random_seed(0)
     max_length = args.prompt_length + args.new_tokens
     model = ka.models.causal_lm(
-        vocabulary_size=args.vocabulary_size,
-        sequence_length=max_length,
-        dropout=0.0,
-        **SIZES,
+        vocabulary_size=args.vocabulary_size, sequence_length=max_length,
+        dropout=0.0, **args.sizes,
     )
-    generator = ka.generation.CausalLMGenerator(model)
-    peer = None if args.skip_keras_hub else keras_hub_model(args.vocabulary_size, max_length)
+    generator = ka.generation.CausalLMGenerator(model, end_token_id=None, jit_compile=True)
+    peer = None
+    if not args.skip_keras_hub:
+        peer = keras_hub_model(args.sizes, args.vocabulary_size, max_length)
+        counts = {"ours": model.count_params(), "keras_hub": peer.count_params()}
     rng = np.random.default_rng(0)
+    lines = []
 
     for batch in args.batch_sizes:
         prompt = rng.integers(1, args.vocabulary_size, (batch, args.prompt_length))
         prompt = prompt.astype("int32")
         tokens = batch * args.new_tokens
         config = dict(
-            SIZES,
-            vocabulary_size=args.vocabulary_size,
-            batch_size=batch,
-            prompt_length=args.prompt_length,
-            new_tokens=args.new_tokens,
-            decoding="greedy",
-            backend=keras.backend.backend(),
-            jit_compile=True,
+            args.sizes, vocabulary_size=args.vocabulary_size, batch_size=batch,
+            prompt_length=args.prompt_length, new_tokens=args.new_tokens,
+            decoding="greedy", jit_compile=True, rounds=args.repeats,
         )
-
-        def cached():
-            return generator.greedy_search(prompt, max_new_tokens=args.new_tokens)
-
-        def uncached():
-            return generator.greedy_search(
-                prompt, max_new_tokens=args.new_tokens, use_cache=False
-            )
-
         hub_inputs = {
             "token_ids": np.pad(prompt, ((0, 0), (0, args.new_tokens))),
             "padding_mask": np.pad(
                 np.ones_like(prompt, dtype=bool), ((0, 0), (0, args.new_tokens))
             ),
         }
+        outputs = {}
 
-        def hub():
-            return peer.generate(hub_inputs, stop_token_ids=None)
+        def unit(name, function):
+            def call():
+                outputs[name] = function()
+            return call
 
-        # Warm-up: trace and compile every function once.
-        same = (cached() == uncached()).all()
+        units = {
+            "cached": unit("cached", lambda: generator.greedy_search(
+                prompt, max_new_tokens=args.new_tokens, use_cache=True)),
+            "uncached": unit("uncached", lambda: generator.greedy_search(
+                prompt, max_new_tokens=args.new_tokens, use_cache=False)),
+        }
         if peer is not None:
-            hub()
-        times = {"cached": [], "uncached": [], "hub": []}
-        for _ in range(args.repeats):
-            times["cached"].append(timed(cached))
-            times["uncached"].append(timed(uncached))
-            if peer is not None:
-                times["hub"].append(timed(hub))
-        rate = {k: tokens / min(v) for k, v in times.items() if v}
-        report(
-            dict(config, cached_equals_uncached=bool(same)),
-            "tokens_per_second",
-            rate["cached"],
-            "keras_attention uncached (full prefix recomputed every step)",
-            rate["uncached"],
-        )
+            units["hub"] = unit("hub", lambda: keras.tree.map_structure(
+                np.asarray, peer.generate(hub_inputs, stop_token_ids=None)))
+        traces = generator.trace_count
+        times = common.interleaved(units, args.repeats, warmup=1)
+        # One trace per decoding path (cached, uncached), none while timing.
+        retraced = generator.trace_count - traces > 2
+
+        # Count the generated tokens of each side's last output.
+        generated = {
+            k: int((outputs[k][:, args.prompt_length:] != 0).sum() // batch)
+            for k in ("cached", "uncached")
+        }
         if peer is not None:
-            report(
-                config,
-                "tokens_per_second",
-                rate["cached"],
-                "keras_hub.models.GPT2CausalLM.generate (greedy)",
-                rate["hub"],
+            generated["hub"] = int(
+                outputs["hub"]["padding_mask"][:, args.prompt_length:].sum() // batch
             )
+        if any(n != args.new_tokens for n in generated.values()):
+            raise RuntimeError(f"unequal work: new tokens per row {generated}")
+        rate = {k: tokens / t.seconds for k, t in times.items()}
+
+        def seconds(k):
+            return [round(t, 3) for t in times[k].all]
+
+        lines.append(common.record(
+            "generation", config, "tokens_per_second", rate["cached"],
+            UNCACHED, rate["uncached"], target=5.0,
+            cached_equals_uncached=bool(
+                np.array_equal(outputs["cached"], outputs["uncached"])),
+            new_tokens_per_row=generated, retraced_while_timing=retraced,
+            cpu_time_ratio=round(times["uncached"].cpu_seconds
+                                 / times["cached"].cpu_seconds, 3),
+            seconds_per_round={"ours": seconds("cached"), "peer": seconds("uncached")},
+        ))
+        if peer is not None:
+            lines.append(common.record(
+                "generation", config, "tokens_per_second", rate["cached"],
+                HUB, rate["hub"], target=1.0, params=counts,
+                new_tokens_per_row=generated, retraced_while_timing=retraced,
+                cpu_time_ratio=round(times["hub"].cpu_seconds
+                                     / times["cached"].cpu_seconds, 3),
+                seconds_per_round={"ours": seconds("cached"), "peer": seconds("hub")},
+            ))
+        for line in lines[-2 if peer is not None else -1:]:
+            common.emit(line, args.results)
+    return lines
 
 
 if __name__ == "__main__":

@@ -62,6 +62,28 @@ def test_same_shapes_do_not_retrace(xla_generator):
     assert xla_generator.trace_count == traces + 1
 
 
+def test_beam_search_same_shapes_do_not_retrace(model, xla_generator):
+    xla_generator.beam_search(PROMPTS, max_new_tokens=6, beam_width=3)
+    traces = xla_generator.trace_count
+    other = np.array([[3, 4, 0, 0], [6, 7, 8, 9], [10, 0, 0, 0]], "int32")
+    tokens, scores = xla_generator.beam_search(
+        other, max_new_tokens=6, beam_width=3, length_penalty=1.0
+    )
+    assert xla_generator.trace_count == traces
+    # The reused program decoded the new prompts with the new length
+    # penalty: each row keeps its prompt, and its score is the NumPy
+    # reference score of its tokens with alpha = 1.0.
+    for r, row in enumerate(other):
+        n = int((row != 0).sum())
+        np.testing.assert_array_equal(tokens[r, :n], row[:n])
+        np.testing.assert_allclose(
+            scores[r], ref.sequence_score(model, tokens[r], n, 1.0), rtol=1e-4, atol=1e-4
+        )
+    # A new beam width is a new program: one more trace.
+    xla_generator.beam_search(PROMPTS, max_new_tokens=6, beam_width=2)
+    assert xla_generator.trace_count == traces + 1
+
+
 def test_sampling_options_are_tensors_no_retrace(generator):
     generator.sample(PROMPTS, max_new_tokens=4, temperature=0.7, top_p=0.9, seed=1)
     traces = generator.trace_count

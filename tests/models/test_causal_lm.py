@@ -123,3 +123,13 @@ def test_invalid_arguments_raise(kwargs, match):
 def test_invalid_bool_raises_type_error():
     with pytest.raises(TypeError, match="tie_output_embedding"):
         small_model(tie_output_embedding=1)
+
+
+def test_xla_fit_and_mixed_float16():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, 23, (4, 9))
+    ids[1, 6:] = 0
+    utils.check_xla_fit_and_mixed_precision(
+        lambda: small_model(num_layers=1), ids[:, :-1], ids[:, 1:],
+        MaskedSparseCategoricalCrossentropy(from_logits=True),
+    )

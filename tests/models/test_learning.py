@@ -1,10 +1,19 @@
 """Convergence runs of the model builders (slow: run with `-m slow`).
 
-    python -m pytest -q -m slow tests/models/test_learning.py -s
+    python -m pytest -q -m slow tests/models/test_learning.py -s -p no:cacheprovider
 
 Each prints its measured result. The default suite has a short version of
 each run (a few dozen steps, loss must fall clearly) in the model's own test
 file.
+
+Measured on 2026-12-06 with the command above (2 shared CPU cores, TF 2.21,
+Keras 3.15, other jobs running: load average 3-14), 3 passed in 535 s:
+
+- translator, reversal of 3-10 symbol strings: greedy exact match 0.9920
+  (>= 0.99 required), beam-4 0.9950 on 200 strings; train + decode 386 s.
+- classifier, which keyword occurs: test accuracy 1.0000 (>= 0.95) in 85 s.
+- causal LM, Zen of Python (187 tokens, 96 words): perplexity 1.004
+  (< 1.1) in 58 s.
 """
 
 import codecs

@@ -80,3 +80,13 @@ def test_invalid_arguments_raise():
         small_model(hidden_dim=17)
     with pytest.raises(ValueError, match="argument `dropout`"):
         small_model(dropout=-0.1)
+
+
+def test_xla_fit_and_mixed_float16():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(2, 21, (4, 8))
+    inputs, labels, weights = ka.models.mlm_mask_tokens(ids, 21, MASK, seed=0, selection_rate=0.5)
+    utils.check_xla_fit_and_mixed_precision(
+        lambda: small_model(num_layers=1), inputs, labels,
+        MaskedSparseCategoricalCrossentropy(from_logits=True), sample_weight=weights,
+    )

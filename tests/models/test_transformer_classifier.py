@@ -95,3 +95,14 @@ def test_short_training_run_lowers_the_loss():
 def test_invalid_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=f"Received an invalid value for argument `{match}`"):
         small_model(**kwargs)
+
+
+def test_xla_fit_and_mixed_float16():
+    rng = np.random.default_rng(5)
+    ids = rng.integers(1, 17, (4, 7))
+    ids[:, 5:] = 0
+    labels = rng.integers(0, 3, 4)
+    utils.check_xla_fit_and_mixed_precision(
+        lambda: small_model(num_layers=1), ids, labels,
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )

@@ -1,0 +1,64 @@
+"""benchmarks/generation.py --smoke runs end to end and prints DESIGN.md lines."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+KEYS = {"benchmark", "config", "metric", "ours", "peer_name", "peer", "ratio"}
+
+
+@pytest.fixture
+def benchmark(monkeypatch):
+    """The benchmark module, its `common` kept out of the other tests.
+
+    The script puts `benchmarks/` on `sys.path` and imports `common`; the
+    examples have a `common` module of their own, so both `sys.path` and
+    `sys.modules["common"]` are restored afterwards.
+    """
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = sys.modules.pop("common", None)
+    yield load_benchmark()
+    sys.modules.pop("common", None)
+    if saved is not None:
+        sys.modules["common"] = saved
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location(
+        "generation_benchmark", REPO / "benchmarks" / "generation.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_generation_benchmark_smoke_prints_result_lines(
+    benchmark, tmp_path, monkeypatch, capsys
+):
+    # Any results file would land in tmp_path; smoke mode must write none.
+    monkeypatch.setattr(benchmark.common, "RESULTS_DIR", str(tmp_path))
+    returned = benchmark.main(["--smoke"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+             if line.startswith("{")]
+    assert lines == json.loads(json.dumps(returned))
+    assert [line["peer_name"] for line in lines] == [benchmark.UNCACHED, benchmark.HUB]
+    for line in lines:
+        assert KEYS <= set(line), line
+        assert line["benchmark"] == "generation"
+        assert line["metric"] == "tokens_per_second"
+        assert line["ours"] > 0 and line["peer"] > 0
+        assert abs(line["ratio"] - line["ours"] / line["peer"]) < 0.01 * line["ratio"]
+        # Equivalent work: every side generated all the requested tokens.
+        new = line["config"]["new_tokens"]
+        assert set(line["new_tokens_per_row"].values()) == {new}
+        assert line["retraced_while_timing"] is False
+        assert line["context"]["backend"] == "tensorflow"
+    # Both sides run the same architecture (same parameter count).
+    assert lines[1]["params"]["ours"] == lines[1]["params"]["keras_hub"]
+    # Cached and uncached decoding choose the same tokens.
+    assert lines[0]["cached_equals_uncached"] is True
+    assert list(tmp_path.iterdir()) == []
