@@ -20,6 +20,10 @@ Other data:
     python examples/classify.py --csv reviews.csv --text-column text --label-column label
     python examples/classify.py --tfds imdb_reviews --download
 
+Several devices (docs/distributed.md):
+
+    python examples/classify.py --strategy mirrored   # every GPU (or logical CPU)
+
 Smoke test (under a minute):
 
     python examples/classify.py --smoke --export-dir /tmp/classify_smoke

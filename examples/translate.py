@@ -22,6 +22,10 @@ Other data:
     python examples/translate.py --tsv fra.txt --max-pairs 50000   # Tatoeba/Anki: source<TAB>target
     python examples/translate.py --tfds ted_hrlr_translate/pt_to_en --download
 
+Several devices (docs/distributed.md):
+
+    python examples/translate.py --strategy mirrored   # every GPU (or logical CPU)
+
 Smoke test (under a minute, still trains, evaluates, plots, exports, reloads):
 
     python examples/translate.py --smoke --export-dir /tmp/translate_smoke
