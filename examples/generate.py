@@ -19,6 +19,10 @@ Other data:
     python examples/generate.py --text-files my_corpus/ notes.txt
     python examples/generate.py --tfds tiny_shakespeare --download
 
+Several devices (docs/distributed.md):
+
+    python examples/generate.py --strategy mirrored   # every GPU (or logical CPU)
+
 Smoke test (under a minute):
 
     python examples/generate.py --smoke --export-dir /tmp/generate_smoke
@@ -41,8 +45,8 @@ from keras_attention.export import GeneratorPipeline
 
 TFDS_NAMES = ("tiny_shakespeare",)
 DEFAULTS = dict(
-    epochs=3, batch_size=32, num_layers=3, hidden_dim=128, num_heads=4,
-    intermediate_dim=384, sequence_length=128, vocabulary_size=2000,
+    epochs=5, batch_size=32, num_layers=2, hidden_dim=128, num_heads=4,
+    intermediate_dim=512, sequence_length=128, vocabulary_size=2000,
 )
 SMOKE = dict(
     epochs=1, batch_size=16, num_layers=1, hidden_dim=16, num_heads=2,
@@ -74,8 +78,8 @@ def parse_args(argv=None):
     model.add_argument("--hidden-dim", type=int, default=None)
     model.add_argument("--num-heads", type=int, default=None)
     model.add_argument("--intermediate-dim", type=int, default=None)
-    model.add_argument("--dropout", type=float, default=0.1)
-    model.add_argument("--learning-rate", type=float, default=1e-3)
+    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument("--learning-rate", type=float, default=2e-3)
     decode = parser.add_argument_group("generation (samples and the export)")
     decode.add_argument("--decode", choices=("sample", "greedy", "beam"), default="sample")
     decode.add_argument("--temperature", type=float, default=0.8)

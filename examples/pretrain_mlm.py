@@ -11,13 +11,17 @@ exports a SavedModel whose `serving_default` takes raw strings with
 its probability per mask), and reloads it in a fresh process that imports
 only TensorFlow.
 
-Run (about 10 minutes on 2 CPU cores):
+Run (about 5 minutes on 2 CPU cores):
 
     python examples/pretrain_mlm.py
 
 Other data (paragraphs of your text files are the examples):
 
     python examples/pretrain_mlm.py --text-files my_corpus/
+
+Several devices (docs/distributed.md):
+
+    python examples/pretrain_mlm.py --strategy mirrored   # every GPU (or logical CPU)
 
 Smoke test (under a minute):
 
@@ -41,7 +45,7 @@ from keras_attention import data as ka_data
 from keras_attention.export import FillMaskPipeline
 
 DEFAULTS = dict(
-    epochs=30, batch_size=32, num_layers=2, hidden_dim=128, num_heads=4,
+    epochs=15, batch_size=32, num_layers=2, hidden_dim=128, num_heads=4,
     intermediate_dim=256, max_length=64, vocabulary_size=3000,
 )
 SMOKE = dict(
