@@ -109,8 +109,13 @@ def strategy_name(value):
 
 
 def strategy_of(args):
-    """The `tf.distribute` strategy named by `--strategy`."""
-    return get_strategy(getattr(args, "strategy", None) or "default")
+    """The `tf.distribute` strategy named by `--strategy`; one that cannot be
+    made here (e.g. `tpu` with no TPU) stops the run with its reason."""
+    name = getattr(args, "strategy", None) or "default"
+    try:
+        return get_strategy(name)
+    except ValueError as error:
+        raise SystemExit(f"error: --strategy {name}: {error}") from None
 
 
 def build(args, build_fn, compile_kwargs):
