@@ -15,7 +15,9 @@ RMSProp 1e-4 with epsilon 1e-10, global gradient-norm clip 50, batch 16;
 outputs clipped to +-20, the layer's default) on the task of Graves et al.
 (8 bits, lengths 1-10, 1-10 repeats; deepmind/dnc's own default task is
 smaller: 4 bits, lengths 1-2, 1-2 repeats); `--dnc-settings example` uses
-the example's flags instead. Evaluation stays at 640 sequences.
+the example's flags instead, and example flags given on the command line
+(e.g. `--optimizer adam --learning-rate 1e-3`) override single settings.
+Evaluation stays at 640 sequences.
 
 Prints one JSON object per line (`benchmarks/common.py`: with the machine's
 `context`, load average included) and appends it to
@@ -120,6 +122,10 @@ def parse_args(argv=None):
     # Everything else (model sizes, learning rate, --no-jit...) is the example's.
     example_argv = rest + (["--smoke"] if args.smoke else [])
     args.example = ntm_copy.parse_args(example_argv)
+    # Example flags given on the command line win over DNC_SETTINGS.
+    args.explicit = {
+        token[2:].split("=")[0].replace("-", "_") for token in rest if token.startswith("--")
+    }
     if args.smoke:
         args.max_steps = args.example.steps
         args.eval_every = args.example.eval_every
@@ -139,7 +145,8 @@ def example_args(task, model_name, seed, args):
     example.task, example.model, example.seed = task, model_name, seed
     if model_name == "dnc" and args.dnc_settings == "deepmind" and not args.smoke:
         for key, value in DNC_SETTINGS.items():
-            setattr(example, key, value)
+            if key not in args.explicit:
+                setattr(example, key, value)
     return example
 
 

@@ -16,6 +16,10 @@ _RANDOM_MEMORY_STDDEV = 0.5
 # to 200 slots). A uniform start could never break the symmetry of the
 # constant memory.
 _OFF_FOCUS_LOGIT = -10.0
+# Initial bias of every head's +1 shift logit (the -1 and 0 logits start at
+# the bias initializer's value): softmax (0.21, 0.21, 0.58) for shift_range
+# 1. See "Initial shift bias" in NTMCell's docstring.
+_FORWARD_SHIFT_BIAS = 1.0
 
 
 def _first_slot_logits(shape, dtype=None):
@@ -56,6 +60,27 @@ class NTMCell(keras.layers.Layer):
     `num_read_heads` and K `num_write_heads`. The initial read vectors and
     the initial weightings (focused on slot 0) are trainable weights of the
     cell, never assigned in `call`.
+
+    Initial shift bias: the bias of every head's `+1` shift logit starts at
+    1 above the others (shift distribution about 0.21, 0.21, 0.58 over
+    `-1, 0, +1` when the controller output is 0), so heads start drifting
+    forward over the memory, the iteration location addressing is for
+    (Graves et al., section 3.3.2). With the symmetric start (uniform over
+    the offsets) the heads diffuse both ways and training can settle in a
+    stationary head instead: on copy, seed 2 of 3 (LSTM-100, memory 128 x
+    20, batch 32, Adam 1e-3, clip 50) had its write head on slot 0 with
+    weighting 0.99 at every step by step 750, writing every vector into one
+    slot, and learned like a plain LSTM (30.8 wrong bits per sequence at
+    step 1,000, 14.3 after 10,000). With the forward bias the same seed had
+    its write and read heads stepping one slot per step (weighting >= 0.99)
+    at step 1,000, and seeds 0, 1, 2 all went under 0.1 wrong bits per
+    sequence on 640 evaluation sequences, at steps 2,000, 1,500 and 3,500
+    (`benchmarks/memory_tasks.py`; before: 3,000, 3,500 and never). The
+    bias is trainable: heads that must stay or move backwards learn to.
+    Other remedies we tried on that seed did not help by step 1,000: the
+    bias on the write head alone (31.2 wrong bits), learned random initial
+    read vectors (30.8), and Collier and Beel's near-uniform learned initial
+    weightings (32.1, with the write head still uniform).
 
     Size: with an LSTM controller of 100 units, one read and one write head,
     memory 128 x 20, `shift_range=1`, the 8-bit copy task (9 input channels:
@@ -304,6 +329,14 @@ class NTMCell(keras.layers.Layer):
             name="head_parameters",
         )
         self.head_parameters.build((None, self.controller_units))
+        forward = np.zeros(self._head_parameter_size, "float32")
+        plus_one = self.memory_width + 2 + self.shift_range + 1  # offset +1
+        forward[plus_one : self.num_heads * self._addressing_size : self._addressing_size] = (
+            _FORWARD_SHIFT_BIAS if self.shift_range > 0 else 0.0
+        )
+        self.head_parameters.bias.assign(
+            self.head_parameters.bias + ops.convert_to_tensor(forward, self.head_parameters.bias.dtype)
+        )
         if self.output_dim is not None:
             self.output_projection = keras.layers.Dense(
                 self.output_dim,

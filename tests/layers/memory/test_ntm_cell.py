@@ -157,6 +157,25 @@ def test_state_size_output_size_and_initial_state():
     assert dense.output_size == U + W + 2 * N
 
 
+@pytest.mark.parametrize("shift_range", [0, 1, 2])
+def test_heads_start_with_a_forward_shift_bias(shift_range):
+    # Every head's +1 shift logit starts 1 above the others (see NTMCell's
+    # docstring: a symmetric start let a copy run's write head settle on
+    # one slot); everything else keeps the bias initializer's zeros.
+    cell = NTMCell(U, N, W, num_read_heads=R, num_write_heads=2, shift_range=shift_range)
+    cell.build((None, I))
+    bias = ops.convert_to_numpy(cell.head_parameters.bias)
+    a = W + (2 * shift_range + 1) + 3
+    want = np.zeros_like(bias)
+    if shift_range:
+        for head in range(R + 2):
+            want[head * a + W + 2 + shift_range + 1] = 1.0  # offsets -s..+s
+    np.testing.assert_array_equal(bias, want)
+    if shift_range == 1:
+        shifts = _softmax(bias[W + 2 : W + 5])
+        np.testing.assert_allclose(shifts, [0.2119, 0.2119, 0.5761], atol=1e-4)
+
+
 def test_memory_initialisations():
     learned = NTMCell(U, N, W, memory_init="learned")
     learned.build((None, I))
