@@ -36,15 +36,18 @@ Prints one JSON object per line (`benchmarks/common.py`: with the machine's
 Wall times include tracing and XLA compilation and, on a shared machine,
 other people's load: compare ratios from the same run, not absolute times.
 
-Run (the convergence check, one seed; measured 9 min for the NTM and 74 min
-for the LSTM on 2 shared CPU cores):
+Run (the convergence check; measured on 2 shared CPU cores: the NTM 9-12
+min per seed, XLA compilation included, with seeds 0, 1, 2 run at once as
+three processes; the LSTM 74 min for seed 0):
 
+    python benchmarks/memory_tasks.py --task copy --models ntm --seeds 0 1 2
     python benchmarks/memory_tasks.py --task copy --models ntm lstm --seeds 0
 
-Others:
+Others (`--max-minutes` bounds the wall time of each run):
 
     python benchmarks/memory_tasks.py --task associative_recall --models ntm lstm
     python benchmarks/memory_tasks.py --task repeat_copy --models dnc lstm
+    python benchmarks/memory_tasks.py --task repeat_copy --models dnc --optimizer adam --learning-rate 1e-3
     python benchmarks/memory_tasks.py --smoke
 """
 
