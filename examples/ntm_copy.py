@@ -22,7 +22,9 @@ point per evaluation) under `--log-dir` (`tensorboard --logdir logs`), and to
 Run (the paper's copy setting: LSTM-100 controller, memory 128 x 20, batch
 32, Adam 1e-3, global gradient-norm clip 50):
 
-    python examples/ntm_copy.py --task copy --model ntm --steps 10000
+    python examples/ntm_copy.py
+
+(the defaults: `--task copy --model ntm --steps 10000`).
 
 Other tasks and models:
 
@@ -84,6 +86,18 @@ SMOKE_SIZES = {
 }
 
 
+def strategy_name(value):
+    """`--strategy` type: refuses the strategies Keras `fit` cannot train
+    under (unknown names fail argparse's `choices` check)."""
+    if value == "multi_worker" or (value == "auto" and os.environ.get("TF_CONFIG")):
+        raise argparse.ArgumentTypeError(
+            "the examples train with Keras fit, which does not run under "
+            "MultiWorkerMirroredStrategy (tensorflow#72388); train on several "
+            "hosts with keras_attention.distribute.DistributedTrainer, or use "
+            "--strategy mirrored on one machine")
+    return value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=TASKS, default="copy")
@@ -117,15 +131,12 @@ def parse_args(argv=None):
                         help="SavedModel version (default: one above the highest existing)")
     parser.add_argument("--log-dir", default=os.path.join("logs", "ntm_copy"),
                         help="TensorBoard logs (tensorboard --logdir logs)")
-    parser.add_argument("--strategy", choices=STRATEGY_NAMES, default="default",
+    parser.add_argument("--strategy", type=strategy_name, choices=STRATEGY_NAMES, default="default",
                         help="tf.distribute strategy to build and train under "
                              "(mirrored: every GPU, or every logical CPU)")
     parser.add_argument("--smoke", action="store_true", help="tiny run, under a minute")
     parser.add_argument("--verbose", type=int, default=1, help="Keras progress bars (0/1/2)")
     args = parser.parse_args(argv)
-    if args.strategy == "multi_worker" or (args.strategy == "auto" and os.environ.get("TF_CONFIG")):
-        parser.error("Keras fit does not run under MultiWorkerMirroredStrategy "
-                     "(tensorflow#72388): use keras_attention.distribute.DistributedTrainer")
     if args.smoke:
         args.steps = 60
         args.eval_every = 30

@@ -69,11 +69,21 @@ def test_model_flag_builds_each_model():
     assert reads.shape == (1, 3, 1, args.memory_size)
 
 
-def test_strategy_flag():
+def test_strategy_flag(capsys):
     example = _load_example()
     assert example.parse_args([]).strategy == "default"
     assert example.parse_args(["--strategy", "mirrored"]).strategy == "mirrored"
-    with pytest.raises(SystemExit):  # Keras fit cannot train under it
-        example.parse_args(["--strategy", "multi_worker"])
-    with pytest.raises(SystemExit):
-        example.parse_args(["--strategy", "nonsense"])
+    for name, message in (
+        ("multi_worker", "argument --strategy: the examples train with Keras fit"),
+        ("horovod", "argument --strategy: invalid choice: 'horovod'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            example.parse_args(["--smoke", "--strategy", name])
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_docstring_has_the_run_commands():
+    doc = _load_example().__doc__
+    assert "python examples/ntm_copy.py\n" in doc
+    assert "python examples/ntm_copy.py --smoke" in doc
