@@ -1,0 +1,282 @@
+"""Classifier accuracy with each efficient attention kernel vs exact attention.
+
+Target (issue "Performance", quality): a classifier with each efficient
+kernel comes within 2 points of exact (`"dot_product"`) attention's test
+accuracy on the generated classification task.
+
+Task ("pair_match", generated here): sequences of `--length` random filler
+tokens with exactly two marker tokens, each one of `--markers` ids, at two
+random positions; the label is 1 when the two markers are the same id and
+0 otherwise (balanced). Attention is required: with mean pooling and no
+token mixing the pooled vector is a sum of per-token features, and no
+linear classifier on `f(a) + f(b)` separates `a == b` from `a != b`; the
+two markers may lie anywhere, so the dependency is long-range.
+
+Model: `keras_attention.models.transformer_classifier` (2 layers, width 32,
+4 heads, feed-forward 64, mean pooling, dropout 0 -- Performer takes no
+attention dropout), the same for every kernel; only `attention_kernel`
+changes. For each seed every kernel gets the same data and the same
+initial-weight seed; Adam 1e-3, batch 64, `--epochs` epochs.
+
+Kernel options (`--kernel-options`):
+
+- `scaled` (default): the length-tied options scaled so that every kernel
+  is really sparse / low-rank at this short length: `local` window radius
+  `T/8`, `big_bird` blocks of `T/16` (its default 2 global and 3 random
+  blocks, so each query block sees 8 of 16 key blocks), `linformer`
+  projection to `T/4` rows (`sequence_length=T`); `performer` keeps its
+  default 256 random features (their number is not tied to the length).
+  These variants are registered under benchmark-local names for the run
+  (the builders refuse `"linformer"`, whose projections need a static
+  length; the data here has one) and unregistered afterwards.
+- `default`: the builders' kernels as they are (`local` window 128 and
+  `big_bird` blocks of 64 see every key at T <= 128, i.e. exact attention;
+  linformer is skipped: the builders refuse it).
+
+Lines (JSON, see `benchmarks/common.py`), metric `test_accuracy`:
+
+- `dot_product`: ours = exact attention's mean test accuracy over the seeds
+  (no peer);
+- every other kernel: ours = its mean accuracy, `peer_name="dot_product"`,
+  peer = exact attention's, ratio = ours / peer, `difference_points` =
+  100 * (ours - peer), `meets_target` = difference_points >= -2, plus the
+  per-seed accuracies and training seconds.
+
+Run (18 minutes on 2 CPU cores at load average 6-10; Performer's 256
+features make it the slowest kernel at this length):
+
+    python benchmarks/kernel_quality.py
+    python benchmarks/kernel_quality.py --seeds 0 1 2 --epochs 12
+    python benchmarks/kernel_quality.py --smoke     # tiny, no results file
+"""
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [_HERE, os.path.dirname(_HERE)]  # common.py; keras_attention
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import common  # noqa: E402
+import keras_attention as ka  # noqa: E402
+from keras_attention.layers.attention import BigBirdAttention  # noqa: E402
+from keras_attention.layers.attention import LinformerAttention  # noqa: E402
+from keras_attention.layers.attention import LocalAttention  # noqa: E402
+from keras_attention.layers.transformer import block_components  # noqa: E402
+
+BENCHMARK = "kernel_quality"
+RESULTS_FILE = "kernel_quality.jsonl"
+PEER = "dot_product"
+KERNELS = ("dot_product", "performer", "linformer", "local", "big_bird")
+TARGET_POINTS = 2.0
+FIRST_MARKER = 2  # ids 2 .. 2 + markers - 1; filler ids above them; 0 = padding
+
+
+def pair_match_data(rng, n, length, markers, vocabulary_size):
+    """`(ids (n, length) int32, labels (n,))`: are the two markers equal?"""
+    filler = FIRST_MARKER + markers
+    ids = rng.integers(filler, vocabulary_size, (n, length))
+    labels = rng.integers(0, 2, n)
+    for i in range(n):
+        first, second = rng.choice(length, 2, replace=False)
+        a = rng.integers(0, markers)
+        b = a if labels[i] else (a + rng.integers(1, markers)) % markers
+        ids[i, first] = FIRST_MARKER + a
+        ids[i, second] = FIRST_MARKER + b
+    return ids.astype("int32"), labels.astype("int32")
+
+
+def kernel_options(kernel, length, mode):
+    """Constructor options of `kernel` for sequences of `length` tokens."""
+    if mode == "default" or kernel in ("dot_product", "performer"):
+        return {}
+    if kernel == "local":
+        return {"window_size": max(1, length // 8)}
+    if kernel == "big_bird":
+        return {"block_size": max(1, length // 16)}
+    if kernel == "linformer":
+        return {"sequence_length": length, "projection_dim": max(1, length // 4)}
+    raise ValueError(f"unknown kernel {kernel!r}")
+
+
+_BASES = {
+    "local": LocalAttention,
+    "big_bird": BigBirdAttention,
+    "linformer": LinformerAttention,
+}
+
+
+@contextlib.contextmanager
+def registered_kernel(kernel, options):
+    """The name to pass as `attention_kernel`: `kernel`, or a benchmark-local
+    subclass with `options` as defaults, registered only inside the block."""
+    if not options:
+        yield kernel
+        return
+    name = f"{BENCHMARK}_{kernel}"
+    base = _BASES[kernel]
+
+    def __init__(self, **kwargs):
+        for key, value in options.items():
+            kwargs.setdefault(key, value)
+        base.__init__(self, **kwargs)
+
+    layer_cls = type(f"KernelQuality{base.__name__}", (base,), {"__init__": __init__})
+    kernels = block_components.ATTENTION_KERNELS
+    saved = kernels.get(name)
+    block_components.register_attention_kernel(name, layer_cls)
+    try:
+        yield name
+    finally:
+        if saved is None:
+            kernels.pop(name, None)
+        else:
+            kernels[name] = saved
+
+
+def train_and_test(kernel, options, data, args, seed):
+    """Test accuracy and training seconds of one classifier."""
+    (x, y), (x_test, y_test) = data
+    with registered_kernel(kernel, options) as name:
+        keras.utils.set_random_seed(seed)
+        model = ka.models.transformer_classifier(
+            vocabulary_size=args.vocabulary_size, sequence_length=args.length,
+            num_classes=2, num_layers=args.layers, hidden_dim=args.hidden_dim,
+            num_heads=args.heads, intermediate_dim=2 * args.hidden_dim,
+            pooling="mean", dropout=0.0, attention_kernel=name,
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=["accuracy"], jit_compile=args.jit_compile,
+            run_eagerly=args.run_eagerly,
+        )
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+                  shuffle=True, verbose=0)
+        seconds = time.perf_counter() - start
+        accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)[1]
+    keras.backend.clear_session()
+    return float(accuracy), seconds
+
+
+def run(args):
+    kernels = [k for k in args.kernels
+               if not (args.kernel_options == "default" and k == "linformer")]
+    if PEER not in kernels:
+        kernels.insert(0, PEER)
+    options = {k: kernel_options(k, args.length, args.kernel_options) for k in kernels}
+    datasets = {}
+    for seed in args.seeds:
+        rng = np.random.default_rng(seed)
+        datasets[seed] = tuple(
+            pair_match_data(rng, n, args.length, args.markers, args.vocabulary_size)
+            for n in (args.train_examples, args.test_examples)
+        )
+    # Kernel by kernel (exact attention first), so that each kernel's line
+    # is printed as soon as its seeds are done.
+    accuracy = {k: [] for k in kernels}
+    seconds = {k: [] for k in kernels}
+    lines = []
+    for kernel in kernels:
+        for seed in args.seeds:
+            acc, sec = train_and_test(kernel, options[kernel], datasets[seed], args, seed)
+            accuracy[kernel].append(acc)
+            seconds[kernel].append(sec)
+            print(f"# seed {seed} {kernel}: test accuracy {acc:.4f} "
+                  f"({sec:.0f} s training)", file=sys.stderr, flush=True)
+        peer = float(np.mean(accuracy[PEER]))
+        config = {
+            "task": "pair_match",
+            "kernel": kernel,
+            "kernel_options": options[kernel],
+            "kernel_options_mode": args.kernel_options,
+            "length": args.length,
+            "markers": args.markers,
+            "vocabulary_size": args.vocabulary_size,
+            "layers": args.layers,
+            "hidden_dim": args.hidden_dim,
+            "heads": args.heads,
+            "pooling": "mean",
+            "dropout": 0.0,
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "train_examples": args.train_examples,
+            "test_examples": args.test_examples,
+            "seeds": list(args.seeds),
+            "jit_compile": args.jit_compile,
+            "run_eagerly": args.run_eagerly,
+        }
+        ours = float(np.mean(accuracy[kernel]))
+        extra = {
+            "ours_per_seed": [round(a, 4) for a in accuracy[kernel]],
+            "train_seconds": [round(s, 1) for s in seconds[kernel]],
+        }
+        if kernel == PEER:
+            line = common.record(BENCHMARK, config, "test_accuracy", ours, **extra)
+        else:
+            difference = 100.0 * (ours - peer)
+            line = common.record(
+                BENCHMARK, config, "test_accuracy", ours,
+                peer_name=PEER, peer=peer,
+                difference_points=round(difference, 2),
+                target=f"within {TARGET_POINTS:g} points of {PEER}",
+                meets_target=bool(difference >= -TARGET_POINTS),
+                peer_per_seed=[round(a, 4) for a in accuracy[PEER]],
+                **extra,
+            )
+        common.emit(line, args.results_file)
+        lines.append(line)
+    return lines
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kernels", nargs="+", default=list(KERNELS),
+                        choices=list(KERNELS))
+    parser.add_argument("--kernel-options", choices=("scaled", "default"),
+                        default="scaled")
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--markers", type=int, default=4)
+    parser.add_argument("--vocabulary-size", type=int, default=40)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--hidden-dim", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
+    parser.add_argument("--train-examples", type=int, default=4000)
+    parser.add_argument("--test-examples", type=int, default=2000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--no-jit-compile", dest="jit_compile", action="store_false")
+    parser.add_argument("--run-eagerly", action="store_true",
+                        help="no tf.function (the smoke mode's default)")
+    parser.add_argument("--results-file", default=RESULTS_FILE,
+                        help="file under benchmarks/results/ ('' to not save)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="tiny run of every kernel; writes no results file")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.length, args.epochs = 16, 1
+        args.train_examples, args.test_examples = 32, 32
+        args.batch_size = 32
+        args.seeds, args.jit_compile, args.run_eagerly = [0], False, True
+        args.layers, args.hidden_dim, args.heads = 1, 8, 2
+        args.results_file = None
+    return args
+
+
+def main(argv=None):
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
