@@ -1,39 +1,16 @@
 """benchmarks/generation.py --smoke runs end to end and prints DESIGN.md lines."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = {"benchmark", "config", "metric", "ours", "peer_name", "peer", "ratio"}
 
 
 @pytest.fixture
-def benchmark(monkeypatch):
-    """The benchmark module, its `common` kept out of the other tests.
-
-    The script puts `benchmarks/` on `sys.path` and imports `common`; the
-    examples have a `common` module of their own, so both `sys.path` and
-    `sys.modules["common"]` are restored afterwards.
-    """
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = sys.modules.pop("common", None)
-    yield load_benchmark()
-    sys.modules.pop("common", None)
-    if saved is not None:
-        sys.modules["common"] = saved
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "generation_benchmark", REPO / "benchmarks" / "generation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def benchmark(load_benchmark):
+    return load_benchmark("generation")
 
 
 def test_generation_benchmark_smoke_prints_result_lines(

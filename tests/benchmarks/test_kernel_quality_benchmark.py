@@ -1,42 +1,19 @@
 """benchmarks/kernel_quality.py --smoke runs end to end and prints DESIGN.md lines."""
 
-import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from keras_attention.layers.transformer import block_components
 
-REPO = Path(__file__).resolve().parents[2]
 KEYS = {"benchmark", "config", "metric", "ours", "peer_name", "peer", "ratio"}
 
 
 @pytest.fixture
-def benchmark(monkeypatch):
-    """The benchmark module, its `common` kept out of the other tests.
-
-    The script puts `benchmarks/` on `sys.path` and imports `common`; the
-    examples have a `common` module of their own, so both `sys.path` and
-    `sys.modules["common"]` are restored afterwards.
-    """
-    monkeypatch.setattr(sys, "path", list(sys.path))
-    saved = sys.modules.pop("common", None)
-    yield load_benchmark()
-    sys.modules.pop("common", None)
-    if saved is not None:
-        sys.modules["common"] = saved
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location(
-        "kernel_quality_benchmark", REPO / "benchmarks" / "kernel_quality.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def benchmark(load_benchmark):
+    return load_benchmark("kernel_quality")
 
 
 def test_kernel_quality_smoke_prints_result_lines(
