@@ -1,7 +1,6 @@
 """benchmarks/generation.py --smoke runs end to end and prints DESIGN.md lines."""
 
 import json
-import sys
 
 import pytest
 

@@ -1,7 +1,6 @@
 """benchmarks/kernel_quality.py --smoke runs end to end and prints DESIGN.md lines."""
 
 import json
-import sys
 
 import numpy as np
 import pytest
