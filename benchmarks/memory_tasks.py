@@ -53,7 +53,6 @@ Others (`--max-minutes` bounds the wall time of each run):
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time

@@ -5,7 +5,6 @@ with `"full"` attention and the same weights, in the encoder (padding +
 causal), the decoder (self + cross-attention) and cached decoding.
 """
 
-import keras
 import numpy as np
 import pytest
 from keras import ops
