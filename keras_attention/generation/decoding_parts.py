@@ -8,9 +8,42 @@ Shape letters: N rows (batch, times beams), L buffer length (the cache
 length), T new tokens, S source length, E hidden size, V vocabulary size.
 """
 
+import contextlib
+import math
+
+import keras
 from keras import ops
 
 from keras_attention.models.builder_model import BuilderModel
+
+
+def _matrix_shape(layer):
+    """The 2-D `(contracted, kept)` or `(kept, contracted)` shape of an
+    `EinsumDense` kernel of rank > 2 whose contracted axes lead or trail,
+    or `None` (rank <= 2, another axis order, quantized or LoRA layers)."""
+    kernel = getattr(layer, "kernel", None)
+    if (
+        kernel is None
+        or len(kernel.shape) <= 2
+        or getattr(layer, "quantization_mode", None) is not None
+        or getattr(layer, "lora_enabled", False)
+    ):
+        return None
+    inputs, outputs = layer.equation.split("->")
+    input_letters, kernel_letters = inputs.split(",")
+    contracted = [
+        c in input_letters and c not in outputs for c in kernel_letters
+    ]
+    count = sum(contracted)
+    if count == 0 or count == len(kernel_letters):
+        return None
+    dims = [int(d) for d in kernel.shape]
+    if all(contracted[:count]) and not any(contracted[count:]):
+        return (math.prod(dims[:count]), math.prod(dims[count:]))
+    if all(contracted[-count:]) and not any(contracted[:-count]):
+        return (math.prod(dims[:-count]), math.prod(dims[-count:]))
+    return None
+
 
 def check_model(model, builder):
     """Raise unless `model` was built by the builder named `builder`."""
@@ -60,6 +93,42 @@ class DecodingParts:
         ]
         self.decoder_norm = model.get_layer("decoder_final_norm") if norm_first else None
         self.lm_head = None if args["tie_output_embedding"] else model.get_layer("lm_head")
+
+    def matrix_kernels(self):
+        """`(kernel variable, 2-D matrix)` pairs of the decoder blocks'
+        projection kernels of rank > 2 (`(E, H, D)` -> `(E, H * D)`, ...).
+
+        Computed once, outside the decoding loop, and read inside it through
+        `matrix_kernel_scope`: on XLA:CPU, a `(E, H, D)` kernel read inside
+        the loop gets its `(E, H * D)` reshape fused into a one-row product
+        (one token at batch 1), which is emitted as a naive loop several
+        times slower than the library matrix-vector product used for a
+        loop-carried 2-D matrix. Same values, same math.
+        """
+        pairs = []
+        seen = set()
+        for block in self.decoder_blocks:
+            for layer in block._flatten_layers(include_self=False, recursive=True):
+                if not isinstance(layer, keras.layers.EinsumDense):
+                    continue
+                shape = _matrix_shape(layer)
+                kernel = layer.kernel
+                if shape is None or id(kernel) in seen:
+                    continue
+                seen.add(id(kernel))
+                pairs.append((kernel, ops.reshape(ops.convert_to_tensor(kernel), shape)))
+        return pairs
+
+    @staticmethod
+    def matrix_kernel_scope(pairs):
+        """A `keras.StatelessScope` reading each kernel of `pairs` (from
+        `matrix_kernels`) as its matrix reshaped back; enter it inside the
+        loop body. A null context when `pairs` is empty."""
+        if not pairs:
+            return contextlib.nullcontext()
+        return keras.StatelessScope(
+            state_mapping=[(k, ops.reshape(m, k.shape)) for k, m in pairs]
+        )
 
     # ------------------------------------------------------------------ #
     def encode(self, source_ids):

@@ -359,9 +359,15 @@ class Generator:
             caches = self._prefill(tokens, prompt_width, context)
 
         head = self.parts.output_head()
+        matrices = []
+        if use_cache and keras.backend.backend() == "tensorflow":
+            matrices = self.parts.matrix_kernels()
 
         def next_logits(tokens, index, caches):
-            return self._next_logits(tokens, index, caches, context, head, use_cache)
+            with self.parts.matrix_kernel_scope(matrices):
+                return self._next_logits(
+                    tokens, index, caches, context, head, use_cache
+                )
 
         start = ops.maximum(ops.min(lengths), 1)
         if strategy == "beam":
