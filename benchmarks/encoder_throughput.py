@@ -34,7 +34,7 @@ Metrics (one JSON line each, see `benchmarks/common.py`):
   not counted (they are a few percent).
 - `infer_latency_ms`: batch-1 `predict_on_batch` latency, ratio = peer / ours.
 
-Run (the numbers in benchmarks/README.md were produced this way):
+Run (the lines in benchmarks/results/encoder_throughput.jsonl were produced this way):
 
     python benchmarks/encoder_throughput.py            # ~20 min on 2 busy cores
     python benchmarks/encoder_throughput.py --quick    # ~3 min: size a, jit on
