@@ -17,6 +17,7 @@ import numpy as np
 
 from keras_attention.distribute import STRATEGY_NAMES
 from keras_attention.distribute import build_and_compile
+from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.visualization import plot_model_attention
@@ -94,18 +95,16 @@ def load_data(parser, load_fn):
 
 
 def strategy_name(value):
-    """`--strategy` type: refuses the strategies Keras `fit` cannot train under.
-
-    Unknown names pass through to argparse's `choices` check (its usual
-    "invalid choice" error, exit 2).
-    """
-    if value == "multi_worker" or (value == "auto" and os.environ.get("TF_CONFIG")):
-        raise argparse.ArgumentTypeError(
-            "the examples train with Keras fit, which does not run under "
-            "MultiWorkerMirroredStrategy (tensorflow#72388); train on several "
-            "hosts with keras_attention.distribute.DistributedTrainer "
-            "(docs/distributed.md), or use --strategy mirrored on one machine")
-    return value
+    """`--strategy` type: refuses the strategies Keras `fit` cannot train under
+    (`keras_attention.distribute.check_fit_strategy`). Unknown names pass
+    through to argparse's `choices` check (its usual "invalid choice" error,
+    exit 2)."""
+    if value not in STRATEGY_NAMES:
+        return value
+    try:
+        return check_fit_strategy(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"the examples train with Keras fit. {error}")
 
 
 def strategy_of(args):

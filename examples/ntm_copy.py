@@ -52,6 +52,7 @@ import keras_attention
 from keras_attention.data import TASKS
 from keras_attention.data import algorithmic_task
 from keras_attention.distribute import STRATEGY_NAMES
+from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.training import BitErrorsPerSequence
@@ -88,14 +89,13 @@ SMOKE_SIZES = {
 
 def strategy_name(value):
     """`--strategy` type: refuses the strategies Keras `fit` cannot train
-    under (unknown names fail argparse's `choices` check)."""
-    if value == "multi_worker" or (value == "auto" and os.environ.get("TF_CONFIG")):
-        raise argparse.ArgumentTypeError(
-            "the examples train with Keras fit, which does not run under "
-            "MultiWorkerMirroredStrategy (tensorflow#72388); train on several "
-            "hosts with keras_attention.distribute.DistributedTrainer, or use "
-            "--strategy mirrored on one machine")
-    return value
+    under (`check_fit_strategy`; unknown names fail argparse's `choices`)."""
+    if value not in STRATEGY_NAMES:
+        return value
+    try:
+        return check_fit_strategy(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"the examples train with Keras fit. {error}")
 
 
 def parse_args(argv=None):

@@ -21,6 +21,7 @@ import numpy as np
 
 import keras_attention as ka
 from keras_attention.distribute import STRATEGY_NAMES
+from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import build_and_compile
 from keras_attention.distribute import get_strategy
 
@@ -73,9 +74,10 @@ def main(argv=None):
     parser.add_argument("--strategy", choices=STRATEGY_NAMES, default="default",
                         help="tf.distribute strategy to build and train under")
     args = parser.parse_args(argv)
-    if args.strategy == "multi_worker" or (args.strategy == "auto" and os.environ.get("TF_CONFIG")):
-        parser.error("Keras fit does not run under MultiWorkerMirroredStrategy "
-                     "(tensorflow#72388): use keras_attention.distribute.DistributedTrainer")
+    try:
+        check_fit_strategy(args.strategy)
+    except ValueError as error:
+        parser.error(str(error))
     if args.smoke:
         args.epochs, args.examples = 1, 256
 

@@ -44,6 +44,7 @@ import tensorflow as tf
 
 from keras_attention import data as ka_data
 from keras_attention.distribute import STRATEGY_NAMES
+from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import ClassifierPipeline
 from keras_attention.export import TranslatorPipeline
@@ -95,11 +96,11 @@ def parse_args(argv=None):
     for name in ("max_trials", "epochs", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be a positive integer")
-    if args.strategy == "multi_worker" or (args.strategy == "auto" and os.environ.get("TF_CONFIG")):
-        parser.error("keras-tuner trains with Keras fit, which does not run under "
-                     "MultiWorkerMirroredStrategy (tensorflow#72388): tune on one "
-                     "machine (--strategy mirrored), then train the best "
-                     "configuration on several hosts with DistributedTrainer")
+    try:
+        check_fit_strategy(args.strategy)
+    except ValueError as error:
+        parser.error(f"keras-tuner trains with Keras fit. {error}; tune on one "
+                     "machine, then train the best configuration on several hosts")
     if args.smoke:
         args.max_trials, args.epochs, args.batch_size = 2, 1, 16
     args.export_dir = args.export_dir or os.path.join("saved_models", f"tune_{args.model}")

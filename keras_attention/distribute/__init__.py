@@ -5,6 +5,7 @@ from keras_attention.distribute.checkpointing import chief_write_dir
 from keras_attention.distribute.datasets import distribute_global_batches
 from keras_attention.distribute.datasets import global_batch_size_of
 from keras_attention.distribute.strategies import STRATEGY_NAMES
+from keras_attention.distribute.strategies import check_fit_strategy
 from keras_attention.distribute.strategies import check_global_batch_size
 from keras_attention.distribute.strategies import configure_logical_devices
 from keras_attention.distribute.strategies import get_strategy
@@ -18,6 +19,7 @@ __all__ = [
     "DistributedTrainer",
     "STRATEGY_NAMES",
     "build_and_compile",
+    "check_fit_strategy",
     "check_global_batch_size",
     "chief_write_dir",
     "configure_logical_devices",

@@ -136,6 +136,47 @@ def _tpu_strategy(tpu):
     return tf.distribute.TPUStrategy(resolver)
 
 
+def check_fit_strategy(name):
+    """Raise unless Keras `fit` can train under the strategy named `name`.
+
+    Keras 3 `model.fit` fails under `MultiWorkerMirroredStrategy`
+    ("PerReplica ... unsupported type", tensorflow#72388), so `"multi_worker"`,
+    and `"auto"` when `TF_CONFIG` is set (which resolves to it), are refused
+    with the way out: `DistributedTrainer` on several hosts, `"mirrored"` on
+    one. The examples and the tuner call this on their `--strategy` flag.
+
+    Args:
+        name: one of `STRATEGY_NAMES`.
+
+    Returns:
+        `name`, unchanged.
+
+    Raises:
+        ValueError: for an unknown name, or a strategy Keras `fit` cannot
+            train under.
+
+    Example:
+
+    ```python
+    from keras_attention.distribute import check_fit_strategy
+    check_fit_strategy("mirrored")  # 'mirrored'
+    try:
+        check_fit_strategy("multi_worker")
+    except ValueError as error:
+        print(error)  # ... does not run under MultiWorkerMirroredStrategy ...
+    ```
+    """
+    check_one_of(name, "name", STRATEGY_NAMES)
+    if name == "multi_worker" or (name == "auto" and os.environ.get(TF_CONFIG)):
+        raise ValueError(
+            f"Received strategy {name!r}: Keras fit does not run under "
+            "MultiWorkerMirroredStrategy (tensorflow#72388); train on several "
+            "hosts with keras_attention.distribute.DistributedTrainer "
+            "(docs/distributed.md), or use 'mirrored' on one machine"
+        )
+    return name
+
+
 def get_strategy(
     name="auto",
     devices=None,

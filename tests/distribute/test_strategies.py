@@ -275,3 +275,25 @@ def test_build_and_compile_bad_arguments():
         distribute.build_and_compile(strategy, lambda: 3, None)
     with pytest.raises(ValueError, match=r"argument `compile_kwargs`, expected a dict"):
         distribute.build_and_compile(strategy, lambda: keras.Sequential(), ["adam"])
+
+
+@pytest.mark.parametrize("name", ["default", "mirrored", "tpu", "auto"])
+def test_check_fit_strategy_accepts_what_fit_runs_under(name, monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    assert distribute.check_fit_strategy(name) == name
+
+
+def test_check_fit_strategy_refuses_multi_worker(monkeypatch):
+    message = (r"Received strategy '{}': Keras fit does not run under "
+               r"MultiWorkerMirroredStrategy \(tensorflow#72388\); train on "
+               r"several hosts with keras_attention.distribute.DistributedTrainer")
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match=message.format("multi_worker")):
+        distribute.check_fit_strategy("multi_worker")
+    # "auto" with a cluster in TF_CONFIG resolves to multi-worker.
+    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["localhost:1"]}, '
+                       '"task": {"type": "worker", "index": 0}}')
+    with pytest.raises(ValueError, match=message.format("auto")):
+        distribute.check_fit_strategy("auto")
+    with pytest.raises(ValueError, match="argument `name`, expected one of"):
+        distribute.check_fit_strategy("gpus")
