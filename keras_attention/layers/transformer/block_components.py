@@ -21,6 +21,8 @@ from keras_attention.layers.attention.performer_attention import PerformerAttent
 from keras_attention.layers.position import ALiBiBias
 from keras_attention.layers.position import RelativePositionBias
 from keras_attention.layers.position import RotaryEmbedding
+from keras_attention.layers.transformer.token_normalization import LayerNormalization
+from keras_attention.layers.transformer.token_normalization import RMSNormalization
 from keras_attention.utils.validation import check_one_of
 
 NORMALIZATIONS = ("layer_norm", "rms_norm")
@@ -63,10 +65,11 @@ def check_block_arguments(normalization, position_scheme, attention_kernel):
 
 
 def make_norm(normalization, epsilon, dtype, name):
-    """A LayerNormalization or RMSNormalization sub-layer."""
+    """A LayerNormalization or RMSNormalization sub-layer (the Keras layers,
+    computed on `(rows, E)`, see `token_normalization`)."""
     if normalization == "rms_norm":
-        return keras.layers.RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
-    return keras.layers.LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
+        return RMSNormalization(epsilon=epsilon, dtype=dtype, name=name)
+    return LayerNormalization(epsilon=epsilon, dtype=dtype, name=name)
 
 
 def resolve_key_dim(key_dim, hidden_dim, num_heads):

@@ -1,0 +1,193 @@
+"""Per-token projections computed as one 2-D matrix product."""
+
+import math
+
+import keras
+from keras import ops
+
+
+def _split_equation(equation):
+    """`(input, kernel, output)` letters of an `"ab,bc->ac"` equation, or
+    `None` when the equation has ellipses or another shape."""
+    if "..." in equation or equation.count("->") != 1:
+        return None
+    inputs, output = equation.split("->")
+    if inputs.count(",") != 1:
+        return None
+    lhs, kernel = inputs.split(",")
+    return lhs, kernel, output
+
+
+def matmul_layout(equation):
+    """`(leading, contracted)` axis counts when `equation` is a per-token map.
+
+    A per-token map contracts the input's trailing axes with the kernel's
+    leading axes (same letters, same order) and appends the kernel's other
+    axes to the input's leading ones, e.g. `"btf,fnh->btnh"` (1 contracted
+    axis) or `"btnh,nhz->btz"` (2). Such an einsum is one matrix product of
+    the input flattened to `(tokens, prod(contracted))` and the kernel
+    flattened to `(prod(contracted), prod(rest))`. Returns `None` for any
+    other equation.
+
+    Example:
+
+    ```python
+    from keras_attention.layers.attention.token_projection import matmul_layout
+    matmul_layout("btf,fnh->btnh")  # (2, 1)
+    matmul_layout("btnh,nhz->btz")  # (2, 2)
+    matmul_layout("abc,cd->abd")    # (2, 1)
+    matmul_layout("bf,hf->bh")      # None: the kernel's last axis is contracted
+    ```
+    """
+    parts = _split_equation(equation)
+    if parts is None:
+        return None
+    lhs, kernel, output = parts
+    for contracted in range(1, min(len(lhs), len(kernel)) + 1):
+        leading, shared = lhs[: len(lhs) - contracted], lhs[len(lhs) - contracted :]
+        rest = kernel[contracted:]
+        if (
+            kernel[:contracted] == shared
+            and output == leading + rest
+            and leading
+            and len(set(lhs + kernel)) == len(lhs + rest)
+        ):
+            return len(leading), contracted
+    return None
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class TokenProjection(keras.layers.EinsumDense):
+    """`keras.layers.EinsumDense` whose per-token maps run as one matmul.
+
+    Same weights, configuration and results as `EinsumDense`; only how a
+    per-token equation such as `"btf,fnh->btnh"` is computed differs. On the
+    TensorFlow backend `ops.einsum` lowers such an equation to a batched
+    matrix product whose kernel is broadcast over the batch, and the
+    kernel's gradient is then formed as `B` per-example products summed
+    afterwards: a `(B, F, H * D)` intermediate and `B` small products
+    instead of one large one. Reshaping the input to `(B * T, F)` and the
+    kernel to `(F, H * D)` gives one matrix product forward and backward
+    (the kernel gradient is a single `(F, B*T) x (B*T, H*D)` product).
+
+    Equations that are not per-token maps (see `matmul_layout`), and
+    quantized layers (Keras routes them to `quantized_call`), keep
+    `EinsumDense`'s computation; `quantize` works as for `EinsumDense`. The kernel is read through the `kernel`
+    property, so LoRA-enabled layers include their low-rank update.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers.attention.token_projection import TokenProjection
+    layer = TokenProjection("btf,fnh->btnh", output_shape=(None, 2, 4),
+                            bias_axes="nh")
+    y = layer(np.random.rand(3, 5, 6).astype("float32"))
+    tuple(y.shape)  # (3, 5, 2, 4)
+    ```
+    """
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._matmul_layout = matmul_layout(self.equation)
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        # Keras refuses to quantize EinsumDense subclasses unless told
+        # otherwise; this one has EinsumDense's weights and quantized call,
+        # so `model.quantize(...)` treats it as an EinsumDense.
+        del type_check
+        return super().quantize(mode, type_check=False, config=config)
+
+    def call(self, inputs, training=None):
+        layout = getattr(self, "_matmul_layout", None)
+        if layout is None:
+            return super().call(inputs, training=training)
+        leading, contracted = layout
+        kernel = self.kernel
+        kernel_shape = tuple(kernel.shape)
+        rows = math.prod(kernel_shape[:contracted])
+        columns = math.prod(kernel_shape[contracted:])
+        shape = ops.shape(inputs)
+        x = ops.reshape(inputs, (-1, rows))  # (tokens, contracted)
+        x = ops.matmul(x, ops.reshape(kernel, (rows, columns)))  # (tokens, rest)
+        bias = self.bias
+        if bias is not None and math.prod(bias.shape) == columns:
+            # A bias over every output axis is added as a vector to the 2-D
+            # product: its gradient is then one column sum (XLA:CPU turns
+            # the sum over (B, T) of a (B, T, H, D) tensor into a slow
+            # windowed reduction).
+            x = ops.add(x, ops.reshape(bias, (columns,)))
+            bias = None
+        x = ops.reshape(x, (*shape[:leading], *kernel_shape[contracted:]))
+        if bias is not None:
+            x = ops.add(x, bias)
+        if self.activation is not None:
+            x = self.activation(x)
+        return x
+
+
+def _fusable(layer):
+    return (
+        isinstance(layer, TokenProjection)
+        and layer.built
+        and getattr(layer, "_matmul_layout", None) == (2, 1)
+        and layer.quantization_mode is None
+        and layer.activation in (None, keras.activations.linear)
+    )
+
+
+def fused_projections(layers, inputs):
+    """`[layer(inputs) for layer in layers]` as one matrix product.
+
+    For projections of the same `(B, T, F)` input (the query, key and value
+    projections of self-attention): their kernels, flattened to `(F, N_i)`,
+    are concatenated into one `(F, sum N_i)` matrix, so the forward pass is
+    one product, and the backward pass one product for the input's gradient
+    (instead of one per projection and their sum) and one for the kernels'.
+    Returns `None` when the layers cannot be fused (not all
+    `TokenProjection`s with a `"btf,f...->bt..."` equation, quantized, with
+    an activation, or with biases on some but not all output axes); call the
+    layers one by one then.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers.attention.token_projection import (
+        TokenProjection, fused_projections,
+    )
+    x = np.random.rand(2, 5, 6).astype("float32")
+    layers = [TokenProjection("btf,fnh->btnh", output_shape=(None, 2, 4),
+                              bias_axes="nh") for _ in range(3)]
+    for layer in layers:
+        layer.build(x.shape)
+    q, k, v = fused_projections(layers, x)
+    tuple(q.shape)  # (2, 5, 2, 4)
+    ```
+    """
+    if not all(_fusable(layer) for layer in layers):
+        return None
+    kernels, biases, out_shapes = [], [], []
+    for layer in layers:
+        kernel = layer.kernel
+        out_shape = tuple(kernel.shape[1:])
+        columns = math.prod(out_shape)
+        kernels.append(ops.reshape(kernel, (kernel.shape[0], columns)))
+        if layer.bias is not None:
+            if math.prod(layer.bias.shape) != columns:
+                return None
+            biases.append(ops.reshape(layer.bias, (columns,)))
+        out_shapes.append(out_shape)
+    if biases and len(biases) != len(layers):
+        return None
+    shape = ops.shape(inputs)
+    x = ops.reshape(inputs, (-1, inputs.shape[-1]))  # (tokens, F)
+    x = ops.matmul(x, ops.concatenate(kernels, axis=1))  # (tokens, sum N_i)
+    if biases:
+        x = ops.add(x, ops.concatenate(biases, axis=0))
+    sizes = [math.prod(s) for s in out_shapes]
+    splits = [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
+    return [
+        ops.reshape(part, (*shape[:-1], *out_shape))
+        for part, out_shape in zip(ops.split(x, splits, axis=1), out_shapes)
+    ]

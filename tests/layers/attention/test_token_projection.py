@@ -1,0 +1,216 @@
+"""TokenProjection / fused_projections against keras.layers.EinsumDense."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from keras import ops
+
+from keras_attention.layers import MultiHeadAttention
+from keras_attention.layers.attention.token_projection import TokenProjection
+from keras_attention.layers.attention.token_projection import fused_projections
+from keras_attention.layers.attention.token_projection import matmul_layout
+
+RNG = np.random.default_rng(0)
+X3 = RNG.standard_normal((2, 5, 6)).astype("float32")
+X4 = RNG.standard_normal((2, 5, 3, 4)).astype("float32")
+
+# (equation, output_shape, bias_axes, input)
+CASES = [
+    ("btf,fnh->btnh", (None, 3, 4), "nh", X3),  # query/key/value projection
+    ("btf,fnh->btnh", (None, 3, 4), "h", X3),  # bias on some output axes
+    ("btf,fnh->btnh", (None, 3, 4), None, X3),
+    ("btnh,nhz->btz", (None, 7), "z", X4),  # output projection
+    ("abc,cd->abd", (None, 7), "d", X3),
+    ("btf,hf->bth", (None, 7), "h", X3),  # not a per-token map: einsum path
+]
+IDS = [f"{c[0]}-{c[2]}" for c in CASES]
+
+
+def _pair(equation, output_shape, bias_axes, x):
+    """A TokenProjection and an EinsumDense with the same weights."""
+    kwargs = dict(output_shape=output_shape, bias_axes=bias_axes,
+                  bias_initializer="random_normal")
+    ours, peer = TokenProjection(equation, **kwargs), keras.layers.EinsumDense(equation, **kwargs)
+    ours.build(x.shape)
+    peer.build(x.shape)
+    peer.set_weights(ours.get_weights())
+    return ours, peer
+
+
+def _grads(layer, x):
+    x = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x)
+        loss = tf.reduce_sum(y * tf.sin(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape)))
+    return [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
+
+
+@pytest.mark.parametrize(
+    "equation,expected",
+    [
+        ("btf,fnh->btnh", (2, 1)),
+        ("btnh,nhz->btz", (2, 2)),
+        ("abc,cd->abd", (2, 1)),
+        ("bf,fh->bh", (1, 1)),
+        ("bf,hf->bh", None),  # kernel's last axis contracted
+        ("btf,fnh->bnth", None),  # output axes reordered
+        ("...f,fh->...h", None),  # ellipsis
+        ("bf,fh->h", None),  # batch axis summed
+        ("bt,tf->btf", None),  # nothing contracted
+    ],
+)
+def test_matmul_layout(equation, expected):
+    assert matmul_layout(equation) == expected
+
+
+@pytest.mark.parametrize("equation,output_shape,bias_axes,x", CASES, ids=IDS)
+def test_equals_einsum_dense_forward_and_gradients(equation, output_shape, bias_axes, x):
+    ours, peer = _pair(equation, output_shape, bias_axes, x)
+    np.testing.assert_allclose(ours(x), peer(x), rtol=1e-5, atol=1e-6)
+    for got, want in zip(_grads(ours, x), _grads(peer, x)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_gradient_is_one_matrix_product():
+    # The reason for the layer: EinsumDense's TF gradient forms a batched
+    # product with the kernel broadcast over the batch; ours has none.
+    def graph_ops(layer):
+        x = tf.constant(X3)
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            return tape.gradient(loss, layer.trainable_weights)
+
+        return {op.type for op in step.get_concrete_function().graph.get_operations()}
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("TensorFlow graph check")
+    ours, peer = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
+    assert "BatchMatMulV2" in graph_ops(peer)
+    assert "BatchMatMulV2" not in graph_ops(ours)
+    assert "MatMul" in graph_ops(ours)
+
+
+def test_fit_and_keras_file_round_trip(tmp_path):
+    # (The shared harness is for our own layers' constructor arguments;
+    # this one takes EinsumDense's, `activity_regularizer` among them.)
+    inputs = keras.Input((5, 6))
+    x = TokenProjection("btf,fnh->btnh", output_shape=(None, 2, 4), bias_axes="nh")(inputs)
+    outputs = TokenProjection("btnh,nhz->btz", output_shape=(None, 6), bias_axes="z")(x)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "mse", jit_compile=True)
+    history = model.fit(X3, X3, epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert isinstance(loaded.layers[1], TokenProjection)
+    np.testing.assert_allclose(loaded.predict(X3, verbose=0), model.predict(X3, verbose=0))
+
+
+def test_mixed_precision_matches_float32():
+    ours, _ = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
+    half = TokenProjection("btf,fnh->btnh", output_shape=(None, 3, 4), bias_axes="nh",
+                           dtype="mixed_float16")
+    half.build(X3.shape)
+    half.set_weights(ours.get_weights())
+    y = half(X3)
+    assert y.dtype == "float16"
+    np.testing.assert_allclose(ops.convert_to_numpy(y).astype("float32"), ours(X3),
+                               rtol=1e-2, atol=1e-2)
+
+
+def test_lora_update_is_included():
+    ours, peer = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
+    for layer in (ours, peer):
+        layer.enable_lora(2, b_initializer="ones")
+    peer.lora_kernel_a.assign(ours.lora_kernel_a)
+    before = ops.convert_to_numpy(ours(X3))
+    np.testing.assert_allclose(ours(X3), peer(X3), rtol=1e-5, atol=1e-5)
+    ours.lora_kernel_b.assign(ours.lora_kernel_b * 2)
+    assert not np.allclose(ours(X3), before)  # the LoRA factors are read
+
+
+def test_int8_quantized_layer_keeps_working():
+    ours, peer = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
+    ours.quantize("int8")
+    peer.quantize("int8")
+    np.testing.assert_allclose(ours(X3), peer(X3), rtol=1e-6, atol=1e-6)
+
+
+def test_model_quantize_reaches_attention_projections():
+    # keras.Model.quantize skips layers whose quantize raises; ours must not.
+    inputs = keras.Input((5, 6))
+    outputs = MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs)
+    model = keras.Model(inputs, outputs)
+    before = model.predict(X3, verbose=0)
+    model.quantize("int8")
+    projections = [layer for layer in model._flatten_layers() if isinstance(layer, TokenProjection)]
+    assert len(projections) == 4
+    assert all(layer.quantization_mode == "int8" for layer in projections)
+    np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
+
+
+def _projections(bias_axes="nh", heads=(3, 3, 3)):
+    layers = [
+        TokenProjection("btf,fnh->btnh", output_shape=(None, n, 4), bias_axes=bias_axes,
+                        bias_initializer="random_normal")
+        for n in heads
+    ]
+    for layer in layers:
+        layer.build(X3.shape)
+    return layers
+
+
+@pytest.mark.parametrize("heads", [(3, 3, 3), (4, 2, 2)], ids=["mha", "gqa"])
+def test_fused_projections_equal_separate_ones(heads):
+    layers = _projections(heads=heads)
+    x = tf.constant(X3)
+    weights = [w for layer in layers for w in layer.trainable_weights]
+
+    def run(fused):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            outs = fused_projections(layers, x) if fused else [layer(x) for layer in layers]
+            loss = sum(tf.reduce_sum(o * (i + 1.5) * o) for i, o in enumerate(outs))
+        return outs, tape.gradient(loss, [x] + weights)
+
+    (fused_out, fused_grads), (sep_out, sep_grads) = run(True), run(False)
+    for got, want in zip(fused_out + fused_grads, sep_out + sep_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_fused_projections_refuse_what_they_cannot_fuse():
+    assert fused_projections(_projections(bias_axes="h"), X3) is None  # partial bias
+    mixed = _projections()
+    mixed[1] = keras.layers.EinsumDense("btf,fnh->btnh", output_shape=(None, 3, 4))
+    mixed[1].build(X3.shape)
+    assert fused_projections(mixed, X3) is None  # not a TokenProjection
+    quantized = _projections()
+    quantized[0].quantize("int8")
+    assert fused_projections(quantized, X3) is None
+
+
+def test_self_attention_fused_path_equals_separate_path():
+    # `mha(x, x)` fuses the three projections; `mha(x, x_copy)` cannot
+    # (different tensors): outputs and every gradient must agree.
+    layer = MultiHeadAttention(num_heads=3, key_dim=4, bias_initializer="random_normal")
+    x = tf.constant(X3)
+    layer(x, x)
+    projections = (layer.query_dense, layer.key_dense, layer.value_dense)
+    assert fused_projections(projections, x) is not None  # the fused path is taken
+
+    def run(same):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            value = x if same else tf.identity(x)
+            y = layer(x, value, use_causal_mask=True)
+            loss = tf.reduce_sum(y * y)
+        return [y] + tape.gradient(loss, [x] + layer.trainable_weights)
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
