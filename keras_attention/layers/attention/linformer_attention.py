@@ -3,6 +3,7 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_attention.layers.attention import efficient_math
@@ -12,6 +13,76 @@ from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 
 _SHARING = ("none", "headwise", "key_value")
+_POOLING = "pooling"
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class SequencePooling(keras.initializers.Initializer):
+    """Initializer of Linformer's `(n, k)` sequence projections: pooling.
+
+    Row `s` (a key position) is nonzero only in column `p = s * k // n`, so
+    projected key/value `p` starts as the pooled keys/values of the `m_p`
+    (about `n / k`) consecutive positions of segment `p` (the pooling
+    projection of Wang et al. 2020, section 4, "general projections"),
+    weighted `1 / sqrt(m_p)`: the columns are orthonormal (`E^T E = I`), so
+    projecting independent keys keeps their scale, between the mean (which
+    shrinks a lone salient key by `m_p`) and the sum (which grows the
+    filler by `sqrt(m_p)`). At full rank (`k == n`) this is the identity,
+    so Linformer starts as exact attention; with `k > n` the extra columns
+    start at zero. Leading axes (one matrix per head) get the same matrix.
+
+    Why not a dense random initializer: with E and F drawn independently
+    (e.g. Glorot), every projected key and value is a random signed mixture
+    of all n positions, and E's and F's mixtures are unrelated, so a query
+    that finds a salient key through E receives a random signed mixture of
+    values through F; on a task that needs one token's value the classifier
+    stays at chance even at `k == n` (see `benchmarks/kernel_quality.py`).
+
+    Example:
+
+    ```python
+    from keras_attention.layers.attention.linformer_attention import (
+        SequencePooling)
+    SequencePooling()((4, 2))  # [[.71, 0], [.71, 0], [0, .71], [0, .71]]
+    ```
+    """
+
+    def __call__(self, shape, dtype=None):
+        shape = tuple(shape)
+        if len(shape) < 2:
+            raise ValueError(
+                "Received an invalid value for argument `shape`, expected at "
+                "least 2 axes (sequence_length, projection_dim). Received: "
+                f"shape={shape}"
+            )
+        n, k = shape[-2], shape[-1]
+        columns = np.arange(n) * k // n  # (n,)
+        matrix = (columns[:, None] == np.arange(k)[None, :]).astype("float64")
+        sizes = matrix.sum(axis=0)  # (k,) positions per segment
+        matrix = matrix / np.sqrt(np.maximum(sizes, 1.0))[None, :]
+        matrix = np.broadcast_to(matrix, shape)
+        return ops.convert_to_tensor(matrix, dtype=dtype or "float32")
+
+    def get_config(self):
+        return {}
+
+
+def _get_projection_initializer(identifier):
+    """`SequencePooling` for `"pooling"`, else `keras.initializers.get`."""
+    if isinstance(identifier, str) and identifier == _POOLING:
+        return SequencePooling()
+    error = None
+    try:
+        initializer = keras.initializers.get(identifier)
+    except (ValueError, TypeError) as caught:
+        initializer, error = None, caught
+    if initializer is None:
+        raise ValueError(
+            "Received an invalid value for argument `projection_initializer`, "
+            f"expected {_POOLING!r} or a Keras initializer. Received: "
+            f"projection_initializer={identifier!r}"
+        ) from error
+    return initializer
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -42,6 +113,16 @@ class LinformerAttention(MultiHeadAttention):
     original keys), `return_attention_scores` (the weights are over the k
     projected keys), and a KV cache.
 
+    E and F start as pooling over segments (`SequencePooling`, the paper's
+    pooling projection, with orthonormal columns): projected key `p` is
+    the sum of the keys of the `p`-th run of `m_p` (about `S_max / k`)
+    positions divided by `sqrt(m_p)`, which is the identity (exact
+    attention) at `k == sequence_length`. Pass `projection_initializer`
+    (for example `"glorot_uniform"`) for random projections; independent
+    random E and F mix every position with random signs and learn far worse
+    (chance on the pair-matching task of `benchmarks/kernel_quality.py`,
+    even at full rank).
+
     Args:
         num_heads: number of query heads H.
         key_dim: size of each query/key head D.
@@ -60,12 +141,14 @@ class LinformerAttention(MultiHeadAttention):
         rotary_embedding: `None`, or a weightless position layer (such as
             `RotaryEmbedding`) applied to projected queries and keys, or its
             serialized config.
-        kernel_initializer: initializer of the projection kernels and of
-            the sequence projections E and F.
+        kernel_initializer: initializer of the four projection kernels.
         bias_initializer: initializer of the projection biases.
         kernel_regularizer: regularizer of the projection kernels.
         bias_regularizer: regularizer of the projection biases.
         seed: optional integer seed of the attention dropout.
+        projection_initializer: initializer of the sequence projections E
+            and F: `"pooling"` (`SequencePooling`, segment pooling; the
+            default) or any Keras initializer.
 
     Call arguments:
         query: `(B, T, features)` tensor.
@@ -87,7 +170,8 @@ class LinformerAttention(MultiHeadAttention):
 
     Raises:
         ValueError: on invalid constructor arguments (`sequence_length` or
-            `projection_dim` < 1, unknown `projection_sharing`, and those of
+            `projection_dim` < 1, unknown `projection_sharing` or
+            `projection_initializer`, and those of
             `MultiHeadAttention`), an unknown key length at build without
             `sequence_length`, keys longer than `sequence_length`, or any of
             the unsupported call arguments above.
@@ -126,6 +210,7 @@ class LinformerAttention(MultiHeadAttention):
         kernel_regularizer=None,
         bias_regularizer=None,
         seed=None,
+        projection_initializer=_POOLING,
         **kwargs,
     ):
         super().__init__(
@@ -151,6 +236,9 @@ class LinformerAttention(MultiHeadAttention):
         self.projection_sharing = check_one_of(
             projection_sharing, "projection_sharing", _SHARING
         )
+        self.projection_initializer = _get_projection_initializer(
+            projection_initializer
+        )
 
     def build(self, query_shape, value_shape, key_shape=None):
         key_length = tuple(value_shape)[1] if len(tuple(value_shape)) > 1 else None
@@ -174,7 +262,7 @@ class LinformerAttention(MultiHeadAttention):
             name="key_projection",
             shape=shape,
             initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
+                keras.initializers.serialize(self.projection_initializer)
             ),
         )
         self.value_projection = None
@@ -183,7 +271,7 @@ class LinformerAttention(MultiHeadAttention):
                 name="value_projection",
                 shape=shape,
                 initializer=keras.initializers.get(
-                    keras.initializers.serialize(self.kernel_initializer)
+                    keras.initializers.serialize(self.projection_initializer)
                 ),
             )
 
@@ -320,6 +408,9 @@ class LinformerAttention(MultiHeadAttention):
                 "sequence_length": self.sequence_length,
                 "projection_dim": self.projection_dim,
                 "projection_sharing": self.projection_sharing,
+                "projection_initializer": keras.initializers.serialize(
+                    self.projection_initializer
+                ),
             }
         )
         return config

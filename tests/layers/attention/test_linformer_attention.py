@@ -1,5 +1,6 @@
 """LinformerAttention: harness, the paper's formula in NumPy (projection
-along the sequence axis), identity projections == exact attention, padding,
+along the sequence axis), identity projections == exact attention, the
+default segment-sum projections (exact attention at full rank), padding,
 short inputs and argument checks."""
 
 import keras
@@ -10,6 +11,7 @@ from harness import run_layer_test
 from keras_attention.layers import LinformerAttention
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers import RotaryEmbedding
+from keras_attention.layers.attention.linformer_attention import SequencePooling
 
 RNG = np.random.default_rng(0)
 fn = keras.ops.convert_to_numpy
@@ -119,6 +121,81 @@ def test_identity_projections_give_exact_attention():
     np.testing.assert_allclose(fn(layer(x, x)), fn(exact(x, x)), atol=1e-5)
 
 
+def test_default_full_rank_projections_are_exact_attention():
+    # Regression: E and F used to start as Glorot-random (n, k) matrices, so
+    # even at k = n every projected key/value was a random signed mixture of
+    # all positions and the pair-matching classifier of
+    # benchmarks/kernel_quality.py stayed at chance. The default
+    # (segment pooling) start is the identity at k = n: exact attention.
+    layer = LinformerAttention(num_heads=2, key_dim=4, projection_dim=6,
+                               projection_sharing="none")
+    x = _rand(2, 6, 8)
+    out = fn(layer(x, x))
+    np.testing.assert_array_equal(fn(layer.key_projection), np.eye(6)[None].repeat(2, 0))
+    exact = MultiHeadAttention(num_heads=2, key_dim=4)
+    exact(x, x)
+    for name in ("query_dense", "key_dense", "value_dense", "output_dense"):
+        getattr(exact, name).set_weights(getattr(layer, name).get_weights())
+    np.testing.assert_allclose(out, fn(exact(x, x)), atol=1e-5)
+
+
+def _exact_numpy(q, k, v):
+    logits = q @ k.T / np.sqrt(q.shape[-1])
+    p = np.exp(logits - logits.max(-1, keepdims=True))
+    return (p / p.sum(-1, keepdims=True)) @ v
+
+
+def test_default_low_rank_projections_pool_segments():
+    # k = 3 of S = 7 keys: segments {0, 1, 2}, {3, 4}, {5, 6} (s * 3 // 7),
+    # each summed and divided by sqrt(segment size).
+    layer = LinformerAttention(num_heads=1, key_dim=4, projection_dim=3,
+                               projection_sharing="key_value")
+    x = _rand(1, 7, 8)
+    out = fn(layer(x, x))
+    q = fn(layer.query_dense(x))[0, :, 0].astype("float64")  # (T, D)
+    k = fn(layer.key_dense(x))[0, :, 0].astype("float64")  # (S, D)
+    v = fn(layer.value_dense(x))[0, :, 0].astype("float64")
+    segments = [[0, 1, 2], [3, 4], [5, 6]]
+    k_low = np.stack([k[idx].sum(0) / np.sqrt(len(idx)) for idx in segments])
+    v_low = np.stack([v[idx].sum(0) / np.sqrt(len(idx)) for idx in segments])
+    expected = fn(layer.output_dense(
+        _exact_numpy(q, k_low, v_low)[None, :, None].astype("float32")))
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+def test_sequence_pooling_initializer():
+    a, b = 1 / np.sqrt(3), 1 / np.sqrt(2)
+    np.testing.assert_allclose(
+        fn(SequencePooling()((5, 2))),
+        [[a, 0], [a, 0], [a, 0], [0, b], [0, b]], rtol=1e-6)
+    # Orthonormal columns: projecting keeps the scale of independent keys.
+    e = fn(SequencePooling()((64, 16)))
+    np.testing.assert_allclose(e.T @ e, np.eye(16), atol=1e-6)
+    # k > n: distinct columns, the others start at zero.
+    np.testing.assert_array_equal(
+        fn(SequencePooling()((2, 4))), [[1, 0, 0, 0], [0, 0, 1, 0]])
+    per_head = fn(SequencePooling()((3, 4, 4), dtype="float16"))
+    assert per_head.dtype == np.float16
+    np.testing.assert_array_equal(per_head, np.eye(4)[None].repeat(3, 0))
+    with pytest.raises(ValueError, match="argument `shape`, expected at least 2"):
+        SequencePooling()((4,))
+
+
+def test_projection_initializer_argument_and_config():
+    layer = LinformerAttention(num_heads=2, key_dim=4, projection_dim=6,
+                               projection_initializer="glorot_uniform")
+    x = _rand(1, 6, 8)
+    layer(x, x)
+    assert not np.allclose(fn(layer.key_projection), np.eye(6))
+    assert not np.allclose(fn(layer.key_projection), fn(layer.value_projection))
+    restored = LinformerAttention.from_config(layer.get_config())
+    assert isinstance(restored.projection_initializer,
+                      keras.initializers.GlorotUniform)
+    default = LinformerAttention.from_config(
+        LinformerAttention(num_heads=2, key_dim=4).get_config())
+    assert isinstance(default.projection_initializer, SequencePooling)
+
+
 def test_padded_keys_contribute_nothing():
     layer = LinformerAttention(num_heads=2, key_dim=4, sequence_length=8,
                                projection_dim=3)
@@ -187,6 +264,10 @@ def test_mixed_float16_close_to_float32():
         ({"sequence_length": 0}, "argument `sequence_length`, expected a positive"),
         ({"projection_dim": 0}, "argument `projection_dim`, expected a positive"),
         ({"projection_sharing": "all"}, "argument `projection_sharing`, expected one"),
+        ({"projection_initializer": "nope"},
+         "argument `projection_initializer`, expected 'pooling' or a Keras"),
+        ({"projection_initializer": None},
+         "argument `projection_initializer`, expected 'pooling' or a Keras"),
     ],
 )
 def test_invalid_constructor_arguments(kwargs, match):
