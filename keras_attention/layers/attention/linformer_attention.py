@@ -149,6 +149,10 @@ class LinformerAttention(MultiHeadAttention):
         projection_initializer: initializer of the sequence projections E
             and F: `"pooling"` (`SequencePooling`, segment pooling; the
             default) or any Keras initializer.
+        trainable_projections: whether E and F are learned (the paper's
+            linear projection). `False` keeps them at their initial value,
+            e.g. a fixed pooling projection (the paper's section 4
+            "general projections"); they are then non-trainable weights.
 
     Call arguments:
         query: `(B, T, features)` tensor.
@@ -171,7 +175,8 @@ class LinformerAttention(MultiHeadAttention):
     Raises:
         ValueError: on invalid constructor arguments (`sequence_length` or
             `projection_dim` < 1, unknown `projection_sharing` or
-            `projection_initializer`, and those of
+            `projection_initializer`, a non-bool `trainable_projections`,
+            and those of
             `MultiHeadAttention`), an unknown key length at build without
             `sequence_length`, keys longer than `sequence_length`, or any of
             the unsupported call arguments above.
@@ -211,6 +216,7 @@ class LinformerAttention(MultiHeadAttention):
         bias_regularizer=None,
         seed=None,
         projection_initializer=_POOLING,
+        trainable_projections=True,
         **kwargs,
     ):
         super().__init__(
@@ -239,6 +245,13 @@ class LinformerAttention(MultiHeadAttention):
         self.projection_initializer = _get_projection_initializer(
             projection_initializer
         )
+        if not isinstance(trainable_projections, bool):
+            raise ValueError(
+                "Received an invalid value for argument `trainable_projections`, "
+                "expected a bool. Received: "
+                f"trainable_projections={trainable_projections!r}"
+            )
+        self.trainable_projections = trainable_projections
 
     def build(self, query_shape, value_shape, key_shape=None):
         key_length = tuple(value_shape)[1] if len(tuple(value_shape)) > 1 else None
@@ -264,6 +277,7 @@ class LinformerAttention(MultiHeadAttention):
             initializer=keras.initializers.get(
                 keras.initializers.serialize(self.projection_initializer)
             ),
+            trainable=self.trainable_projections,
         )
         self.value_projection = None
         if self.projection_sharing != "key_value":
@@ -273,6 +287,7 @@ class LinformerAttention(MultiHeadAttention):
                 initializer=keras.initializers.get(
                     keras.initializers.serialize(self.projection_initializer)
                 ),
+                trainable=self.trainable_projections,
             )
 
     @staticmethod
@@ -411,6 +426,7 @@ class LinformerAttention(MultiHeadAttention):
                 "projection_initializer": keras.initializers.serialize(
                     self.projection_initializer
                 ),
+                "trainable_projections": self.trainable_projections,
             }
         )
         return config

@@ -196,6 +196,24 @@ def test_projection_initializer_argument_and_config():
     assert isinstance(default.projection_initializer, SequencePooling)
 
 
+def test_fixed_projections_are_not_trained():
+    layer = LinformerAttention(num_heads=2, key_dim=4, projection_dim=3,
+                               trainable_projections=False)
+    x = _rand(2, 6, 8)
+    layer(x, x)
+    assert len(layer.trainable_weights) == 8  # the four kernels and biases
+    assert {w.path for w in layer.non_trainable_weights} == {
+        layer.key_projection.path, layer.value_projection.path}
+    e = fn(layer.key_projection)
+    inputs = keras.Input((6, 8))
+    model = keras.Model(inputs, layer(inputs, inputs))
+    model.compile(optimizer=keras.optimizers.SGD(1.0), loss="mse")
+    model.fit(x, np.ones((2, 6, 8), "float32"), epochs=2, verbose=0)
+    np.testing.assert_array_equal(fn(layer.key_projection), e)
+    restored = LinformerAttention.from_config(layer.get_config())
+    assert restored.trainable_projections is False
+
+
 def test_padded_keys_contribute_nothing():
     layer = LinformerAttention(num_heads=2, key_dim=4, sequence_length=8,
                                projection_dim=3)
@@ -268,6 +286,8 @@ def test_mixed_float16_close_to_float32():
          "argument `projection_initializer`, expected 'pooling' or a Keras"),
         ({"projection_initializer": None},
          "argument `projection_initializer`, expected 'pooling' or a Keras"),
+        ({"trainable_projections": "no"},
+         "argument `trainable_projections`, expected a bool"),
     ],
 )
 def test_invalid_constructor_arguments(kwargs, match):
