@@ -15,8 +15,10 @@ two markers may lie anywhere, so the dependency is long-range.
 Model: `keras_attention.models.transformer_classifier` (2 layers, width 32,
 4 heads, feed-forward 64, mean pooling, dropout 0 -- Performer takes no
 attention dropout), the same for every kernel; only `attention_kernel`
-changes. For each seed every kernel gets the same data and the same
-initial-weight seed; Adam 1e-3, batch 64, `--epochs` epochs.
+changes. For each seed every kernel gets the same data, the same
+initial-weight seed and the same budget: Adam 1e-3, batch 64, `--epochs`
+epochs (20 by default; at 10, BigBird, which routes far pairs through its
+global blocks, had not converged on every seed).
 
 Kernel options (`--kernel-options`):
 
@@ -24,7 +26,8 @@ Kernel options (`--kernel-options`):
   is really sparse / low-rank at this short length: `local` window radius
   `T/8`, `big_bird` blocks of `T/16` (its default 2 global and 3 random
   blocks, so each query block sees 8 of 16 key blocks), `linformer`
-  projection to `T/4` rows (`sequence_length=T`); `performer` keeps its
+  projection to `T/4` rows (`sequence_length=T`;
+  `--linformer-projection-dim` sets another k); `performer` keeps its
   default 256 random features (their number is not tied to the length).
   These variants are registered under benchmark-local names for the run
   (the builders refuse `"linformer"`, whose projections need a static
@@ -41,17 +44,37 @@ Lines (JSON, see `benchmarks/common.py`), metric `test_accuracy`:
   peer = exact attention's, ratio = ours / peer, `difference_points` =
   100 * (ours - peer), `meets_target` = difference_points >= -2, plus the
   per-seed accuracies and training seconds.
+- every line: `accuracy_by_marker_distance`, the test accuracy (all seeds
+  pooled) and test fraction of pairs whose markers are `1..R`, `R+1..2R`
+  and more than `2R` positions apart, with `R = layers * window` the
+  local kernel's reach (16 for the scaled options).
+- the `local` line: `receptive_field`. One token of an L-layer
+  sliding-window model depends on the `R = L * w` positions each side, so
+  the two markers meet in one token only when they are at most `2R` apart
+  (a token between them); farther pairs reach the mean pooling as
+  `f(a) + g(b)`, which a linear head cannot test for `a == b`, so they are
+  coin flips. `accuracy_bound` = fraction within `2R` + 0.5 * the rest is
+  the most the local classifier can score (0.877 at T = 64, w = 8, L = 2);
+  the `..._if_one_marker_must_see_the_other` bound uses `R` instead. This
+  is the kernel's reach, not a defect: compare `accuracy_by_marker_distance`
+  of the near buckets with exact attention's.
 
-Run (18 minutes on 2 CPU cores at load average 6-10; Performer's 256
+Linformer's E and F start as `SequencePooling` (see
+`keras_attention/layers/attention/linformer_attention.py`); with Glorot
+initial projections it stayed at chance here, even at full rank.
+
+Run (about 40 minutes on 2 shared CPU cores at 20 epochs; Performer's 256
 features make it the slowest kernel at this length):
 
     python benchmarks/kernel_quality.py
+    python benchmarks/kernel_quality.py --kernels linformer --seeds 0
     python benchmarks/kernel_quality.py --seeds 0 1 2 --epochs 12
     python benchmarks/kernel_quality.py --smoke     # tiny, no results file
 """
 
 import argparse
 import contextlib
+import inspect
 import os
 import sys
 import time
@@ -93,8 +116,73 @@ def pair_match_data(rng, n, length, markers, vocabulary_size):
     return ids.astype("int32"), labels.astype("int32")
 
 
-def kernel_options(kernel, length, mode):
-    """Constructor options of `kernel` for sequences of `length` tokens."""
+def marker_distances(ids, markers):
+    """`(n,)` int: how many positions apart the two markers of each row are."""
+    is_marker = (ids >= FIRST_MARKER) & (ids < FIRST_MARKER + markers)
+    positions = np.argsort(~is_marker, axis=1, kind="stable")[:, :2]  # (n, 2)
+    return np.abs(positions[:, 1] - positions[:, 0])
+
+
+def distance_buckets(reach):
+    """`[(name, low, high)]`: marker distances within one local marker's
+    receptive field (`<= reach`), within one token's (`<= 2 * reach`: a
+    token between the markers sees both), and beyond."""
+    return [
+        (f"1-{reach}", 1, reach),
+        (f"{reach + 1}-{2 * reach}", reach + 1, 2 * reach),
+        (f">{2 * reach}", 2 * reach + 1, None),
+    ]
+
+
+def bucket_accuracy(correct, distances, reach):
+    """Accuracy and test fraction per `distance_buckets(reach)` bucket."""
+    result = {}
+    for name, low, high in distance_buckets(reach):
+        inside = (distances >= low) & (
+            True if high is None else distances <= high)
+        result[name] = {
+            "fraction": round(float(inside.mean()), 4),
+            "accuracy": (round(float(correct[inside].mean()), 4)
+                         if inside.any() else None),
+        }
+    return result
+
+
+def local_reach(kernel, options, layers):
+    """Positions each side that one token of the `layers`-layer local
+    classifier depends on: `layers * window_size` (each layer adds the
+    window radius)."""
+    if kernel != "local":
+        return None
+    default = inspect.signature(LocalAttention).parameters["window_size"].default
+    window = options.get("window_size", default)
+    return layers * window
+
+
+def receptive_field_bound(distances, reach):
+    """What a classifier whose tokens see `reach` positions each side can
+    score at most: pairs more than `2 * reach` apart never meet in one
+    token, and mean pooling plus a linear head cannot decide `a == b` from
+    `f(a) + g(b)` (see the module docstring), so those are coin flips."""
+    within = float((distances <= 2 * reach).mean())
+    within_one = float((distances <= reach).mean())
+    return {
+        "reach_per_token": reach,
+        "max_pair_distance": 2 * reach,
+        "fraction_pairs_within_reach": round(within, 4),
+        "accuracy_bound": round(within + 0.5 * (1.0 - within), 4),
+        "fraction_pairs_within_one_marker_reach": round(within_one, 4),
+        "accuracy_bound_if_one_marker_must_see_the_other": round(
+            within_one + 0.5 * (1.0 - within_one), 4),
+    }
+
+
+def kernel_options(kernel, length, mode, linformer_projection_dim=None,
+                   linformer_fixed_projections=False):
+    """Constructor options of `kernel` for sequences of `length` tokens
+    (Linformer's `projection_dim`: `linformer_projection_dim`, else T/4;
+    its E and F fixed at their pooling start with
+    `linformer_fixed_projections`)."""
     if mode == "default" or kernel in ("dot_product", "performer"):
         return {}
     if kernel == "local":
@@ -102,7 +190,11 @@ def kernel_options(kernel, length, mode):
     if kernel == "big_bird":
         return {"block_size": max(1, length // 16)}
     if kernel == "linformer":
-        return {"sequence_length": length, "projection_dim": max(1, length // 4)}
+        rank = linformer_projection_dim or max(1, length // 4)
+        options = {"sequence_length": length, "projection_dim": rank}
+        if linformer_fixed_projections:
+            options["trainable_projections"] = False
+        return options
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
@@ -142,7 +234,8 @@ def registered_kernel(kernel, options):
 
 
 def train_and_test(kernel, options, data, args, seed):
-    """Test accuracy and training seconds of one classifier."""
+    """Test accuracy, training seconds and `(n_test,)` bool correctness of
+    one classifier."""
     (x, y), (x_test, y_test) = data
     with registered_kernel(kernel, options) as name:
         keras.utils.set_random_seed(seed)
@@ -162,9 +255,10 @@ def train_and_test(kernel, options, data, args, seed):
         model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
                   shuffle=True, verbose=0)
         seconds = time.perf_counter() - start
-        accuracy = model.evaluate(x_test, y_test, batch_size=256, verbose=0)[1]
+        logits = model.predict(x_test, batch_size=256, verbose=0)  # (n, 2)
     keras.backend.clear_session()
-    return float(accuracy), seconds
+    correct = np.argmax(logits, axis=-1) == y_test
+    return float(correct.mean()), seconds, correct
 
 
 def run(args):
@@ -172,7 +266,12 @@ def run(args):
                if not (args.kernel_options == "default" and k == "linformer")]
     if PEER not in kernels:
         kernels.insert(0, PEER)
-    options = {k: kernel_options(k, args.length, args.kernel_options) for k in kernels}
+    options = {
+        k: kernel_options(k, args.length, args.kernel_options,
+                          args.linformer_projection_dim,
+                          args.linformer_fixed_projections)
+        for k in kernels
+    }
     datasets = {}
     for seed in args.seeds:
         rng = np.random.default_rng(seed)
@@ -184,12 +283,21 @@ def run(args):
     # is printed as soon as its seeds are done.
     accuracy = {k: [] for k in kernels}
     seconds = {k: [] for k in kernels}
+    correct = {k: [] for k in kernels}
+    distances = np.concatenate([
+        marker_distances(datasets[seed][1][0], args.markers) for seed in args.seeds
+    ])  # test pairs of all seeds
+    # Accuracy by marker distance, in the local kernel's window units.
+    local_options = kernel_options("local", args.length, args.kernel_options)
+    bucket_reach = local_reach("local", local_options, args.layers)
     lines = []
     for kernel in kernels:
         for seed in args.seeds:
-            acc, sec = train_and_test(kernel, options[kernel], datasets[seed], args, seed)
+            acc, sec, right = train_and_test(
+                kernel, options[kernel], datasets[seed], args, seed)
             accuracy[kernel].append(acc)
             seconds[kernel].append(sec)
+            correct[kernel].append(right)
             print(f"# seed {seed} {kernel}: test accuracy {acc:.4f} "
                   f"({sec:.0f} s training)", file=sys.stderr, flush=True)
         peer = float(np.mean(accuracy[PEER]))
@@ -219,7 +327,12 @@ def run(args):
         extra = {
             "ours_per_seed": [round(a, 4) for a in accuracy[kernel]],
             "train_seconds": [round(s, 1) for s in seconds[kernel]],
+            "accuracy_by_marker_distance": bucket_accuracy(
+                np.concatenate(correct[kernel]), distances, bucket_reach),
         }
+        reach = local_reach(kernel, options[kernel], args.layers)
+        if reach is not None:
+            extra["receptive_field"] = receptive_field_bound(distances, reach)
         if kernel == PEER:
             line = common.record(BENCHMARK, config, "test_accuracy", ours, **extra)
         else:
@@ -244,13 +357,19 @@ def parse_args(argv=None):
                         choices=list(KERNELS))
     parser.add_argument("--kernel-options", choices=("scaled", "default"),
                         default="scaled")
+    parser.add_argument("--linformer-projection-dim", type=int, default=None,
+                        help="Linformer's k with --kernel-options scaled "
+                             "(default: length // 4)")
+    parser.add_argument("--linformer-fixed-projections", action="store_true",
+                        help="Linformer's E and F stay at their pooling start "
+                             "(trainable_projections=False)")
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--markers", type=int, default=4)
     parser.add_argument("--vocabulary-size", type=int, default=40)
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--hidden-dim", type=int, default=32)
     parser.add_argument("--heads", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--train-examples", type=int, default=4000)

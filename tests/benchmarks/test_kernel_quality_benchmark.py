@@ -33,6 +33,14 @@ def test_kernel_quality_smoke_prints_result_lines(
         assert line["metric"] == "test_accuracy"
         assert 0.0 <= line["ours"] <= 1.0
         assert line["context"]["backend"] == "tensorflow"
+    for line in lines:
+        buckets = line["accuracy_by_marker_distance"]
+        assert sum(b["fraction"] for b in buckets.values()) == pytest.approx(1.0)
+        assert ("receptive_field" in line) == (line["config"]["kernel"] == "local")
+    local = next(line for line in lines if line["config"]["kernel"] == "local")
+    # Smoke: T = 16, window 16 // 8 = 2, 1 layer: reach 2, pairs <= 4 apart.
+    assert local["receptive_field"]["reach_per_token"] == 2
+    assert local["receptive_field"]["max_pair_distance"] == 4
     for line in lines[1:]:
         assert KEYS <= set(line), line
         assert line["peer_name"] == "dot_product"
@@ -59,3 +67,35 @@ def test_pair_match_data_is_balanced_with_two_markers(benchmark):
     markers = np.sort(np.where(is_marker, ids, 99), axis=1)[:, :2]
     assert ((markers[:, 0] == markers[:, 1]) == (labels == 1)).all()
     assert 0.4 < labels.mean() < 0.6
+
+
+def test_marker_distances(benchmark):
+    # Markers are ids 2..5 (markers=4); 0 is padding, 6+ filler.
+    ids = np.array([[7, 2, 9, 9, 5, 8],
+                    [3, 3, 6, 6, 6, 6],
+                    [6, 6, 6, 6, 6, 4]], dtype="int32")
+    ids[2, 0] = 2
+    np.testing.assert_array_equal(benchmark.marker_distances(ids, 4), [3, 1, 5])
+
+
+def test_receptive_field_bound_and_buckets(benchmark):
+    distances = np.array([1, 4, 5, 8, 9, 20])
+    bound = benchmark.receptive_field_bound(distances, reach=4)
+    assert bound["reach_per_token"] == 4 and bound["max_pair_distance"] == 8
+    assert bound["fraction_pairs_within_reach"] == pytest.approx(4 / 6, abs=1e-4)
+    assert bound["accuracy_bound"] == pytest.approx(4 / 6 + 0.5 * 2 / 6, abs=1e-4)
+    assert bound["fraction_pairs_within_one_marker_reach"] == pytest.approx(2 / 6,
+                                                                           abs=1e-4)
+    correct = np.array([True, True, False, True, False, True])
+    buckets = benchmark.bucket_accuracy(correct, distances, reach=4)
+    assert list(buckets) == ["1-4", "5-8", ">8"]
+    assert buckets["1-4"] == {"fraction": pytest.approx(2 / 6, abs=1e-4),
+                              "accuracy": 1.0}
+    assert buckets["5-8"]["accuracy"] == 0.5
+    assert buckets[">8"]["accuracy"] == 0.5
+    # The exact fraction at the benchmark's scaled setting (T = 64, w = 8,
+    # 2 layers): P(|i - j| <= 32) over distinct pairs = 3040 / 4032.
+    rng = np.random.default_rng(0)
+    ids, _ = benchmark.pair_match_data(rng, 5000, 64, 4, 40)
+    within = (benchmark.marker_distances(ids, 4) <= 32).mean()
+    assert within == pytest.approx(3040 / 4032, abs=0.02)
