@@ -1,4 +1,9 @@
-"""Shared pytest setup: quiet TensorFlow, seeded runs, the harness on sys.path."""
+"""Shared pytest setup: quiet TensorFlow, seeded runs, the harness on sys.path.
+
+The backend is TensorFlow unless `KERAS_BACKEND` says otherwise (CI also
+runs `tests/layers` with `KERAS_BACKEND=jax`). Tests marked
+`@pytest.mark.tf_only(reason=...)` are skipped on other backends.
+"""
 
 import os
 import sys
@@ -9,6 +14,20 @@ sys.path.insert(0, os.path.dirname(__file__))
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip `tf_only` tests on other backends, giving the marker's reason."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    for item in items:
+        marker = item.get_closest_marker("tf_only")
+        if marker is not None:
+            reason = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(
+                reason=f"TensorFlow only ({backend} backend): {reason}".rstrip(": ")
+            ))
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,9 @@ import re
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
+from backend_utils import compiled
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers import RotaryEmbedding
 
@@ -48,7 +48,7 @@ def decode_compiled(layer, x):
     batch, length, features = x.shape
     out_features = layer.compute_output_shape(x.shape, x.shape)[-1]
 
-    @tf.function(jit_compile=True)
+    @compiled
     def run(x):
         cache = layer.get_initial_cache(batch, length)
         outputs = ops.zeros((batch, length, out_features), layer.compute_dtype)
@@ -186,7 +186,7 @@ def test_cross_attention_cache_in_a_compiled_loop():
     layer(q, enc)
     cache = layer.compute_cross_attention_cache(enc)
 
-    @tf.function(jit_compile=True)
+    @compiled
     def run(q, enc, cache):
         outputs = ops.zeros((2, 4, 8))
 

@@ -4,6 +4,7 @@ masking, stateful use, weightings for inspection, mixed precision, errors."""
 import keras
 import numpy as np
 import pytest
+from backend_utils import jax_rnn_masking_known_failure
 from harness import run_layer_test
 from keras import ops
 
@@ -80,6 +81,7 @@ def test_weightings_are_distributions_and_match_the_states():
     np.testing.assert_allclose(_np(plain(x)), _np(y), atol=1e-6)
 
 
+@jax_rnn_masking_known_failure()
 def test_implicit_keras_mask():
     x = _x((B, T, I), seed=3)
     lengths = [5, 3, 1]

@@ -4,6 +4,7 @@ parameter count, and argument validation."""
 import keras
 import numpy as np
 import pytest
+from backend_utils import jax_rnn_masking_known_failure
 from harness import run_layer_test
 from keras import ops
 
@@ -122,11 +123,11 @@ def test_two_steps_match_numpy_reference(clip):
     rng = np.random.default_rng(2)
     for v in cell.weights:
         v.assign(v.numpy() + rng.normal(0, 0.3, v.shape).astype("float32"))
-    states = [s.numpy() for s in cell.get_initial_state(B)]
+    states = [ops.convert_to_numpy(s) for s in cell.get_initial_state(B)]
     np_states = states
     for t in range(2):
         y, states = cell(x[t], states)
-        states = [s.numpy() for s in states]
+        states = [ops.convert_to_numpy(s) for s in states]
         y_np, np_states = _np_step(cell, x[t], np_states, clip)
         np.testing.assert_allclose(ops.convert_to_numpy(y), y_np, atol=2e-4)
         for got, want in zip(states, np_states):
@@ -195,6 +196,7 @@ def test_memory_initialisations():
     np.testing.assert_allclose(ops.convert_to_numpy(again.get_initial_state(B)[2]), first)
 
 
+@jax_rnn_masking_known_failure()
 def test_in_keras_rnn_with_sequences_masking_and_state():
     x = _x((B, 5, I), seed=4)
     cell = NTMCell(U, N, W, num_read_heads=R, output_dim=O)

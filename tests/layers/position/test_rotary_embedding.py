@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from backend_utils import compiled
 from harness import run_layer_test
 from keras_attention.layers import RotaryEmbedding
 
@@ -87,13 +88,11 @@ def test_rotation_preserves_norms_and_position_zero():
 
 
 def test_tensor_start_index_in_compiled_decoding_loop_matches_full_pass():
-    import tensorflow as tf
-
     x = np.random.rand(2, 6, 2, 4).astype("float32")
     layer = RotaryEmbedding()
     full = ops.convert_to_numpy(layer(x))
 
-    @tf.function(jit_compile=True)
+    @compiled
     def decode():
         def body(i, acc):
             step = ops.slice(x, [0, i, 0, 0], [2, 1, 2, 4])  # (B, 1, H, D)

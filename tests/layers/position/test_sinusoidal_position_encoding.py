@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from backend_utils import compiled
 from harness import run_layer_test
 from keras_attention.layers import SinusoidalPositionEncoding
 
@@ -59,12 +60,10 @@ def test_start_index_int_and_tensor_shift_positions():
 
 
 def test_start_index_tensor_inside_compiled_loop():
-    import tensorflow as tf
-
     layer = SinusoidalPositionEncoding()
     x = np.zeros((1, 1, 4), "float32")
 
-    @tf.function(jit_compile=True)
+    @compiled
     def total():
         return ops.fori_loop(
             0, 4, lambda i, acc: acc + layer(x, start_index=i), ops.zeros((1, 1, 4))

@@ -2,9 +2,9 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
+import backend_utils
 from block_test_utils import copy_weights_from_keras_hub
 from block_test_utils import randomize
 from harness import run_layer_test
@@ -137,7 +137,7 @@ def _decode_step_by_step(block, target, source, compiled):
         )
         return outputs
 
-    return tf.function(run, jit_compile=True)() if compiled else run()
+    return backend_utils.compiled(run)() if compiled else run()
 
 
 @pytest.mark.parametrize(
