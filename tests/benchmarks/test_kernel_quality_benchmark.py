@@ -99,3 +99,13 @@ def test_receptive_field_bound_and_buckets(benchmark):
     ids, _ = benchmark.pair_match_data(rng, 5000, 64, 4, 40)
     within = (benchmark.marker_distances(ids, 4) <= 32).mean()
     assert within == pytest.approx(3040 / 4032, abs=0.02)
+
+
+def test_local_pair_match_keeps_markers_within_the_distance(benchmark):
+    ids, labels = benchmark.pair_match_data(
+        np.random.default_rng(0), 400, length=64, markers=4, vocabulary_size=40,
+        max_distance=8)
+    distances = benchmark.marker_distances(ids, 4)
+    assert distances.min() >= 1 and distances.max() == 8
+    assert ((np.where(ids < 6, 1, 0)).sum(axis=1) == 2).all()
+    assert 0.4 < labels.mean() < 0.6
