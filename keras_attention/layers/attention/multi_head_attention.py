@@ -91,7 +91,8 @@ class MultiHeadAttention(keras.layers.Layer):
       (`keras_attention.ops.blockwise_attention`), for long sequences;
       `"fused"` calls the backend's `keras.ops.dot_product_attention` (cuDNN
       / flash kernels on JAX and PyTorch GPUs); `"auto"` (default) uses
-      `"fused"` on JAX and PyTorch and `"full"` on TensorFlow.
+      `"fused"` on JAX and PyTorch (when `value_dim` equals `key_dim`,
+      which their kernels need) and `"full"` on TensorFlow.
       `"blockwise"` and `"fused"` apply no attention dropout (they require
       `dropout=0`); a call with `return_attention_scores=True`, and an
       `"auto"` call with active dropout, take the `"full"` path.
@@ -258,6 +259,19 @@ class MultiHeadAttention(keras.layers.Layer):
 
         self._kv_heads = self.num_key_value_heads or self.num_heads
         self._value_dim = self.value_dim or self.key_dim
+        if (
+            attention_implementation == "fused"
+            and self._value_dim != self.key_dim
+            and keras.backend.backend() != "tensorflow"
+        ):
+            raise ValueError(
+                "Received incompatible arguments `attention_implementation` and "
+                "`value_dim`: the 'fused' implementation "
+                "(keras.ops.dot_product_attention) needs value heads as large "
+                f"as key heads on the {keras.backend.backend()} backend, "
+                f"expected value_dim={self.key_dim} or None. Received: "
+                f"value_dim={self.value_dim}, key_dim={self.key_dim}"
+            )
         self.seed_generator = keras.random.SeedGenerator(seed)
         self.supports_masking = True
 
@@ -752,8 +766,10 @@ class MultiHeadAttention(keras.layers.Layer):
         choice = self.attention_implementation
         if choice != "auto":
             return choice
-        if keras.backend.backend() in ("jax", "torch") and not (
-            training and self.dropout > 0
+        if (
+            keras.backend.backend() in ("jax", "torch")
+            and not (training and self.dropout > 0)
+            and self._value_dim == self.key_dim  # the backend kernels need it
         ):
             return "fused"
         return "full"
@@ -788,14 +804,17 @@ class MultiHeadAttention(keras.layers.Layer):
         if mask is not None:
             while len(mask.shape) < 4:
                 mask = ops.expand_dims(mask, 0)  # (B|1, H|1, T|1, S)
-        if (
-            keras.backend.backend() == "tensorflow"
-            and self._kv_heads == 1
-            and self.num_heads > 1
+        grouped = self._kv_heads < self.num_heads
+        if grouped and (
+            # Keras' TensorFlow kernel repeats grouped heads only for K > 1;
+            (keras.backend.backend() == "tensorflow" and self._kv_heads == 1)
+            # its fallback kernel (used when Dv != D, e.g. by JAX) reshapes
+            # grouped heads with D in place of Dv.
+            or self._value_dim != self.key_dim
         ):
-            # Keras' TensorFlow kernel repeats grouped heads only for K > 1.
-            key_proj = ops.repeat(key_proj, self.num_heads, axis=2)  # (B, S, H, D)
-            value_proj = ops.repeat(value_proj, self.num_heads, axis=2)  # (B, S, H, Dv)
+            groups = self.num_heads // self._kv_heads
+            key_proj = ops.repeat(key_proj, groups, axis=2)  # (B, S, H, D)
+            value_proj = ops.repeat(value_proj, groups, axis=2)  # (B, S, H, Dv)
         attended = ops.dot_product_attention(
             query_proj,
             key_proj,

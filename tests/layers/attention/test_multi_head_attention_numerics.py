@@ -101,6 +101,10 @@ def _pair(num_heads=2, key_dim=4, value_dim=None, query=None, value=None, key=No
     return ours, theirs
 
 
+@pytest.mark.tf_only(
+    reason="keras.layers.MultiHeadAttention itself fails on JAX when value_dim "
+    "!= key_dim (Keras' dot_product_attention fallback reshapes with key_dim)"
+)
 @pytest.mark.parametrize("t, s", [(3, 5), (5, 3)])
 def test_equals_keras_without_mask(t, s):
     q, v, k = _rand(2, t, 8), _rand(2, s, 6), _rand(2, s, 7)
