@@ -10,7 +10,6 @@ from keras import ops
 
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.token_projection import TokenProjection
-from keras_attention.layers.attention.token_projection import fused_projections
 from keras_attention.ops import blockwise_attention
 from keras_attention.ops import merge_masks
 from keras_attention.ops import scaled_dot_product_attention
@@ -653,13 +652,7 @@ class MultiHeadAttention(keras.layers.Layer):
         key = value if key is None else key
         start = 0 if cache_index is None else cache_index
 
-        fused = None
-        if cache is None and value is query and key is query:
-            # Self-attention: one product for the three projections.
-            fused = fused_projections(
-                (self.query_dense, self.key_dense, self.value_dense), query
-            )
-        query_proj = fused[0] if fused else self.query_dense(query)  # (B, T, H, D)
+        query_proj = self.query_dense(query)  # (B, T, H, D)
         if self.rotary_embedding is not None:
             query_proj = self.rotary_embedding(query_proj, start_index=start)
 
@@ -671,11 +664,8 @@ class MultiHeadAttention(keras.layers.Layer):
             value_proj = ops.cast(cache[1], self.compute_dtype)  # (B, S, K, Dv)
             new_cache = (key_proj, value_proj)
         else:
-            if fused:
-                key_proj, value_proj = fused[1:]  # (B, T, K, D), (B, T, K, Dv)
-            else:
-                key_proj = self.key_dense(key)  # (B, T or S, K, D)
-                value_proj = self.value_dense(value)  # (B, T or S, K, Dv)
+            key_proj = self.key_dense(key)  # (B, T or S, K, D)
+            value_proj = self.value_dense(value)  # (B, T or S, K, Dv)
             if self.rotary_embedding is not None:
                 key_proj = self.rotary_embedding(key_proj, start_index=start)
             if cache is not None:

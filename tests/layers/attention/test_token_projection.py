@@ -8,7 +8,6 @@ from keras import ops
 
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers.attention.token_projection import TokenProjection
-from keras_attention.layers.attention.token_projection import fused_projections
 from keras_attention.layers.attention.token_projection import matmul_layout
 
 RNG = np.random.default_rng(0)
@@ -154,63 +153,3 @@ def test_model_quantize_reaches_attention_projections():
     assert all(layer.quantization_mode == "int8" for layer in projections)
     np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
 
-
-def _projections(bias_axes="nh", heads=(3, 3, 3)):
-    layers = [
-        TokenProjection("btf,fnh->btnh", output_shape=(None, n, 4), bias_axes=bias_axes,
-                        bias_initializer="random_normal")
-        for n in heads
-    ]
-    for layer in layers:
-        layer.build(X3.shape)
-    return layers
-
-
-@pytest.mark.parametrize("heads", [(3, 3, 3), (4, 2, 2)], ids=["mha", "gqa"])
-def test_fused_projections_equal_separate_ones(heads):
-    layers = _projections(heads=heads)
-    x = tf.constant(X3)
-    weights = [w for layer in layers for w in layer.trainable_weights]
-
-    def run(fused):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            outs = fused_projections(layers, x) if fused else [layer(x) for layer in layers]
-            loss = sum(tf.reduce_sum(o * (i + 1.5) * o) for i, o in enumerate(outs))
-        return outs, tape.gradient(loss, [x] + weights)
-
-    (fused_out, fused_grads), (sep_out, sep_grads) = run(True), run(False)
-    for got, want in zip(fused_out + fused_grads, sep_out + sep_grads):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-
-
-def test_fused_projections_refuse_what_they_cannot_fuse():
-    assert fused_projections(_projections(bias_axes="h"), X3) is None  # partial bias
-    mixed = _projections()
-    mixed[1] = keras.layers.EinsumDense("btf,fnh->btnh", output_shape=(None, 3, 4))
-    mixed[1].build(X3.shape)
-    assert fused_projections(mixed, X3) is None  # not a TokenProjection
-    quantized = _projections()
-    quantized[0].quantize("int8")
-    assert fused_projections(quantized, X3) is None
-
-
-def test_self_attention_fused_path_equals_separate_path():
-    # `mha(x, x)` fuses the three projections; `mha(x, x_copy)` cannot
-    # (different tensors): outputs and every gradient must agree.
-    layer = MultiHeadAttention(num_heads=3, key_dim=4, bias_initializer="random_normal")
-    x = tf.constant(X3)
-    layer(x, x)
-    projections = (layer.query_dense, layer.key_dense, layer.value_dense)
-    assert fused_projections(projections, x) is not None  # the fused path is taken
-
-    def run(same):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            value = x if same else tf.identity(x)
-            y = layer(x, value, use_causal_mask=True)
-            loss = tf.reduce_sum(y * y)
-        return [y] + tape.gradient(loss, [x] + layer.trainable_weights)
-
-    for got, want in zip(run(True), run(False)):
-        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
