@@ -70,7 +70,10 @@ class TokenProjection(keras.layers.EinsumDense):
     kernel to `(F, H * D)` gives one matrix product forward and backward
     (the kernel gradient is a single `(F, B*T) x (B*T, H*D)` product).
 
-    Equations that are not per-token maps (see `matmul_layout`), and
+    The 2-D product is used in training calls (`training=True`, as in
+    `fit`); other calls compute `EinsumDense`'s einsum, which is as fast or
+    faster without a backward pass. Equations that are not per-token maps
+    (see `matmul_layout`), and
     quantized layers (Keras routes them to `quantized_call`), keep
     `EinsumDense`'s computation; `quantize` works as for `EinsumDense`. The kernel is read through the `kernel`
     property, so LoRA-enabled layers include their low-rank update.
@@ -100,7 +103,10 @@ class TokenProjection(keras.layers.EinsumDense):
 
     def call(self, inputs, training=None):
         layout = getattr(self, "_matmul_layout", None)
-        if layout is None:
+        if layout is None or not training:
+            # Outside training the einsum is as fast or faster (TensorFlow
+            # graph mode runs the batched product with more parallelism at
+            # batch 1); the 2-D product pays off in the backward pass.
             return super().call(inputs, training=training)
         leading, contracted = layout
         kernel = self.kernel

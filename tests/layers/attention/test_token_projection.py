@@ -41,7 +41,7 @@ def _grads(layer, x):
     x = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x)
-        y = layer(x)
+        y = layer(x, training=True)  # the 2-D product serves training calls
         loss = tf.reduce_sum(y * tf.sin(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape)))
     return [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
 
@@ -67,7 +67,8 @@ def test_matmul_layout(equation, expected):
 @pytest.mark.parametrize("equation,output_shape,bias_axes,x", CASES, ids=IDS)
 def test_equals_einsum_dense_forward_and_gradients(equation, output_shape, bias_axes, x):
     ours, peer = _pair(equation, output_shape, bias_axes, x)
-    np.testing.assert_allclose(ours(x), peer(x), rtol=1e-5, atol=1e-6)
+    for training in (True, False):
+        np.testing.assert_allclose(ours(x, training=training), peer(x), rtol=1e-5, atol=1e-6)
     for got, want in zip(_grads(ours, x), _grads(peer, x)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
@@ -81,7 +82,7 @@ def test_kernel_gradient_is_one_matrix_product():
         @tf.function
         def step():
             with tf.GradientTape() as tape:
-                loss = tf.reduce_sum(layer(x))
+                loss = tf.reduce_sum(layer(x, training=True))
             return tape.gradient(loss, layer.trainable_weights)
 
         return {op.type for op in step.get_concrete_function().graph.get_operations()}
@@ -117,7 +118,7 @@ def test_mixed_precision_matches_float32():
                            dtype="mixed_float16")
     half.build(X3.shape)
     half.set_weights(ours.get_weights())
-    y = half(X3)
+    y = half(X3, training=True)
     assert y.dtype == "float16"
     np.testing.assert_allclose(ops.convert_to_numpy(y).astype("float32"), ours(X3),
                                rtol=1e-2, atol=1e-2)
@@ -128,10 +129,10 @@ def test_lora_update_is_included():
     for layer in (ours, peer):
         layer.enable_lora(2, b_initializer="ones")
     peer.lora_kernel_a.assign(ours.lora_kernel_a)
-    before = ops.convert_to_numpy(ours(X3))
-    np.testing.assert_allclose(ours(X3), peer(X3), rtol=1e-5, atol=1e-5)
+    before = ops.convert_to_numpy(ours(X3, training=True))
+    np.testing.assert_allclose(before, peer(X3), rtol=1e-5, atol=1e-5)
     ours.lora_kernel_b.assign(ours.lora_kernel_b * 2)
-    assert not np.allclose(ours(X3), before)  # the LoRA factors are read
+    assert not np.allclose(ours(X3, training=True), before)  # the LoRA factors are read
 
 
 def test_int8_quantized_layer_keeps_working():
@@ -153,3 +154,25 @@ def test_model_quantize_reaches_attention_projections():
     assert all(layer.quantization_mode == "int8" for layer in projections)
     np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
 
+
+
+def test_fit_reaches_the_projections_with_training_true(monkeypatch):
+    # The 2-D product is taken in training calls: Keras must pass
+    # `training=True` from `fit` down to MultiHeadAttention's projections.
+    seen = []
+    call = TokenProjection.call
+
+    def recording_call(self, inputs, training=None):
+        seen.append(training)
+        return call(self, inputs, training=training)
+
+    monkeypatch.setattr(TokenProjection, "call", recording_call)
+    inputs = keras.Input((5, 6))
+    model = keras.Model(inputs, MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs))
+    seen.clear()
+    model.compile("adam", "mse")
+    model.fit(X3, X3, epochs=1, verbose=0)
+    assert seen and all(t is True for t in seen)
+    seen.clear()
+    model.predict(X3, verbose=0)
+    assert seen and not any(seen)
