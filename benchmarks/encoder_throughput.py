@@ -34,10 +34,20 @@ Metrics (one JSON line each, see `benchmarks/common.py`):
   not counted (they are a few percent).
 - `infer_latency_ms`: batch-1 `predict_on_batch` latency, ratio = peer / ours.
 
+Where ours differs (same FLOPs, same weights): in training, the Q/K/V/output
+projections run as one 2-D matrix product with a vector bias
+(`keras_attention.layers.attention.token_projection.TokenProjection`), so the
+kernel gradient is one product instead of a batch of per-example products
+summed afterwards, and the bias gradient a column sum; the norms work on
+`(B * T, E)` rows (`...transformer.token_normalization`), whose gamma/beta
+gradients XLA:CPU otherwise lowers to slow windowed reductions. A fused
+Q/K/V product was tried and measured: no training gain, 4% slower batch-1
+inference, so it is not used.
+
 Run (the lines in benchmarks/results/encoder_throughput.jsonl were produced this way):
 
-    python benchmarks/encoder_throughput.py            # ~20 min on 2 busy cores
-    python benchmarks/encoder_throughput.py --quick    # ~3 min: size a, jit on
+    python benchmarks/encoder_throughput.py --repeats 9   # ~3 min on 2 quiet cores
+    python benchmarks/encoder_throughput.py --quick       # ~30 s: size a, jit on
 """
 
 import argparse
