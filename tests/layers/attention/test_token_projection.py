@@ -3,8 +3,9 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
+
+from backend_utils import gradients
 
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers.attention.token_projection import TokenProjection
@@ -38,12 +39,16 @@ def _pair(equation, output_shape, bias_axes, x):
 
 
 def _grads(layer, x):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x, training=True)  # the 2-D product serves training calls
-        loss = tf.reduce_sum(y * tf.sin(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape)))
-    return [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
+    """Gradients of a weighted sum of a training call's output (the 2-D
+    product serves training calls) w.r.t. the input and the weights."""
+    size = int(np.prod(ops.shape(layer(x))))
+    weights = np.sin(np.arange(size, dtype="float32"))
+
+    def loss(x):
+        y = layer(x, training=True)
+        return ops.sum(ops.reshape(y, (-1,)) * weights)
+
+    return gradients(loss, [x], layer.trainable_weights)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +78,12 @@ def test_equals_einsum_dense_forward_and_gradients(equation, output_shape, bias_
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.tf_only(reason="inspects the TensorFlow gradient graph")
 def test_kernel_gradient_is_one_matrix_product():
     # The reason for the layer: EinsumDense's TF gradient forms a batched
     # product with the kernel broadcast over the batch; ours has none.
+    import tensorflow as tf
+
     def graph_ops(layer):
         x = tf.constant(X3)
 
@@ -87,8 +95,6 @@ def test_kernel_gradient_is_one_matrix_product():
 
         return {op.type for op in step.get_concrete_function().graph.get_operations()}
 
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip("TensorFlow graph check")
     ours, peer = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
     assert "BatchMatMulV2" in graph_ops(peer)
     assert "BatchMatMulV2" not in graph_ops(ours)
@@ -172,7 +178,8 @@ def test_fit_reaches_the_projections_with_training_true(monkeypatch):
     seen.clear()
     model.compile("adam", "mse")
     model.fit(X3, X3, epochs=1, verbose=0)
-    assert seen and all(t is True for t in seen)
+    # (On JAX, fit also builds its state with a symbolic training=False call.)
+    assert True in seen
     seen.clear()
     model.predict(X3, verbose=0)
-    assert seen and not any(seen)
+    assert seen and True not in seen

@@ -3,7 +3,9 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from keras import ops
+
+from backend_utils import gradients
 
 from keras_attention.layers.transformer.token_normalization import LayerNormalization
 from keras_attention.layers.transformer.token_normalization import RMSNormalization
@@ -29,12 +31,14 @@ def _numpy_layer_norm(x, gamma, beta, epsilon):
 
 
 def _grads(layer, x):
-    x = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        y = layer(x)
-        loss = tf.reduce_sum(y * tf.cos(tf.reshape(tf.range(tf.size(y), dtype=y.dtype), y.shape)))
-    return [y.numpy()] + [g.numpy() for g in tape.gradient(loss, [x] + layer.trainable_weights)]
+    """Output, then gradients of a weighted sum of it w.r.t. the input and
+    the weights."""
+    weights = np.cos(np.arange(x.size, dtype="float32"))
+
+    def loss(x):
+        return ops.sum(ops.reshape(layer(x), (-1,)) * weights)
+
+    return [ops.convert_to_numpy(layer(x))] + gradients(loss, [x], layer.trainable_weights)
 
 
 @pytest.mark.parametrize("ours_cls,peer_cls,kwargs", PAIRS, ids=IDS)
