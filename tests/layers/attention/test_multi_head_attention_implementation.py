@@ -260,46 +260,40 @@ def test_dropout_is_rejected_where_no_weights_are_dropped(implementation):
                            attention_implementation=implementation)
 
 
+
+def _assert_same_as_full(implementation, call_kwargs=None, **kwargs):
+    """`implementation` and the full path, same weights, give one output."""
+    full, other = _pair(implementation, **kwargs)
+    query, value = _rand(2, 3, 8), _rand(2, 5, 8)
+    _build_same(full, other, query, value)
+    call_kwargs = call_kwargs or {}
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(other(query, value, **call_kwargs)),
+        ops.convert_to_numpy(full(query, value, **call_kwargs)),
+        atol=1e-5,
+    )
+
+
 @pytest.mark.parametrize("kv_heads", [4, 2, 1], ids=["mha", "gqa", "mqa"])
 def test_auto_with_value_dim_unlike_key_dim_equals_the_full_path(monkeypatch, kv_heads):
     # The backend kernels of keras.ops.dot_product_attention need Dv == D
     # (JAX's raises, Keras' fallback reshapes with D): "auto" must not pick
     # them then, on any backend.
     calls = _count_calls(monkeypatch)
-    full, auto = _pair("auto", value_dim=3, num_key_value_heads=kv_heads)
-    query, value = _rand(2, 3, 8), _rand(2, 5, 8)
-    _build_same(full, auto, query, value)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(auto(query, value, use_causal_mask=True)),
-        ops.convert_to_numpy(full(query, value, use_causal_mask=True)),
-        atol=1e-5,
-    )
+    _assert_same_as_full("auto", {"use_causal_mask": True}, value_dim=3,
+                         num_key_value_heads=kv_heads)
     assert calls["fused"] == 0
 
 
 @pytest.mark.parametrize("kv_heads", [2, 1], ids=["gqa", "mqa"])
 def test_fused_grouped_heads_equal_the_full_path(kv_heads):
-    full, fused = _pair("fused", num_key_value_heads=kv_heads)
-    query, value = _rand(2, 3, 8), _rand(2, 5, 8)
-    _build_same(full, fused, query, value)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(fused(query, value)),
-        ops.convert_to_numpy(full(query, value)),
-        atol=1e-5,
-    )
+    _assert_same_as_full("fused", num_key_value_heads=kv_heads)
 
 
 def test_fused_with_value_dim_unlike_key_dim():
     if BACKEND == "tensorflow":
         # Keras' TensorFlow kernel takes Dv != D: same result as "full".
-        full, fused = _pair("fused", value_dim=3)
-        query, value = _rand(2, 3, 8), _rand(2, 5, 8)
-        _build_same(full, fused, query, value)
-        np.testing.assert_allclose(
-            ops.convert_to_numpy(fused(query, value)),
-            ops.convert_to_numpy(full(query, value)),
-            atol=1e-5,
-        )
+        _assert_same_as_full("fused", value_dim=3)
     else:
         with pytest.raises(ValueError, match="value_dim=3, key_dim=4"):
             MultiHeadAttention(num_heads=4, key_dim=4, value_dim=3,
