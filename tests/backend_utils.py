@@ -67,16 +67,21 @@ def compiled(fn):
 
 
 def jax_rnn_masking_known_failure():
-    """`xfail` on JAX for masked `keras.layers.RNN` loops over NTM/DNC cells.
+    """`xfail` on JAX for a plain `keras.layers.RNN` over an NTM/DNC cell
+    with a mask.
 
-    Keras' JAX `rnn` (non-unrolled, with a mask) carries the previous output
-    of a masked step as `states[0]`, assuming the cell's first state is its
-    output; the NTM and DNC cells' first state is the memory, so the
-    `jnp.where` fails to broadcast. A library fix is pending.
+    Keras' JAX `rnn` (non-unrolled, with a mask) takes the previous output
+    of a masked step from `states[0]`, assuming the cell's first state is
+    its output; the NTM and DNC cells' first state is the controller state
+    or the memory, so the `jnp.where` fails to broadcast. The `NTM` and
+    `DNC` layers carry the output themselves (`MemoryRNN`) and pass; a
+    plain `keras.layers.RNN` cannot be fixed from the cell without adding
+    a state.
     """
     return pytest.mark.xfail(
         BACKEND == "jax",
         reason="Keras JAX rnn masking assumes states[0] is the previous output; "
-        "NTM/DNC cells start with the memory (library fix pending)",
+        "NTM/DNC cells start with the controller state or the memory "
+        "(use the NTM / DNC layers)",
         strict=True,
     )

@@ -3,11 +3,12 @@
 import keras
 
 from keras_attention.layers.memory.dnc_cell import DNCCell
+from keras_attention.layers.memory.memory_rnn import MemoryRNN
 from keras_attention.utils.validation import check_rank
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class DNC(keras.layers.RNN):
+class DNC(MemoryRNN):
     """Differentiable Neural Computer layer: a `DNCCell` run over time.
 
     A `keras.layers.RNN` around a `DNCCell` built from the same
@@ -162,16 +163,6 @@ class DNC(keras.layers.RNN):
     def build(self, sequences_shape, initial_state_shape=None):
         check_rank(sequences_shape, "sequences", 3)
         super().build(sequences_shape, initial_state_shape)
-
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        # `keras.layers.RNN.inner_loop` keeps every step's output only with
-        # `return_sequences`; the weightings of every step need them too.
-        return_sequences = self.return_sequences
-        self.return_sequences = return_sequences or self.return_weightings
-        try:
-            return super().inner_loop(sequences, initial_state, mask, training)
-        finally:
-            self.return_sequences = return_sequences
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
         batch = sequences.shape[0]

@@ -25,7 +25,9 @@ class DNCCell(keras.layers.Layer):
     (usage, free gates, sort-based allocation); read heads address it by
     content and by following the temporal link matrix forward or backward in
     writing order. The output mixes the controller output with the new read
-    vectors. Use it in `keras.layers.RNN`, or use the `DNC` layer.
+    vectors. Use it in `keras.layers.RNN`, or use the `DNC` layer (with a
+    mask on JAX, use the layer: Keras' JAX loop takes a masked step's
+    output from the cell's first state, which here is not the output).
 
     Shape letters: B batch, N = `memory_size` slots, W = `memory_width`,
     R = `num_read_heads`, K = `num_write_heads`, U = `controller_units`.

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_attention.layers.memory.memory_rnn import MemoryRNN
 from keras_attention.layers.memory.ntm_cell import NTMCell
 from keras_attention.utils import validation
 
@@ -27,7 +28,7 @@ def _cell_property(name):
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
-class NTM(keras.layers.RNN):
+class NTM(MemoryRNN):
     """Neural Turing Machine layer: `keras.layers.RNN` over an `NTMCell`.
 
     Runs an `NTMCell` over a sequence, with everything `keras.layers.RNN`
@@ -265,16 +266,6 @@ class NTM(keras.layers.RNN):
             variable.assign(ops.cast(value, variable.dtype))
 
     # ------------------------------------------------------------------- call
-    def inner_loop(self, sequences, initial_state, mask, training=False):
-        # `keras.layers.RNN.inner_loop` keeps every step's output only when
-        # `return_sequences`; the weightings of every step need them too.
-        return_sequences = self.return_sequences
-        self.return_sequences = return_sequences or self.return_weightings
-        try:
-            return super().inner_loop(sequences, initial_state, mask, training)
-        finally:
-            self.return_sequences = return_sequences
-
     def call(self, sequences, initial_state=None, mask=None, training=False):
         dtypes = self.cell.state_dtypes
         if initial_state is None:

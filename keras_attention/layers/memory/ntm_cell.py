@@ -50,8 +50,11 @@ class NTMCell(keras.layers.Layer):
     The cell follows the Keras RNN-cell contract (`state_size`,
     `output_size`, `get_initial_state`, `call(inputs, states) -> (output,
     new_states)`), so `keras.layers.RNN(NTMCell(...))` works with
-    `return_sequences`, masking and `stateful`. The `NTM` layer wraps it and
-    also keeps the memory states in float32 under mixed precision. Called
+    `return_sequences`, masking and `stateful` (masking on the TensorFlow
+    backend: Keras' JAX loop takes a masked step's output from the first
+    state, which here is not the output; the `NTM` layer masks on every
+    backend). The `NTM` layer wraps it and also keeps the memory states in
+    float32 under mixed precision. Called
     with `states=None` the cell starts from its initial state (one step).
 
     The states are flat, rank 2: `[h, c]` (LSTM controller only), the memory

@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import gradients
-from backend_utils import jax_rnn_masking_known_failure
 from harness import run_layer_test
 from keras import ops
 
@@ -166,7 +165,6 @@ def test_gradients_finite_from_zero_memory():
 # RNN options.
 
 
-@jax_rnn_masking_known_failure()
 def test_masking_with_keras_mask():
     x = _x(B, T, F)
     padded = np.concatenate([x, np.zeros((B, 2, F), "float32")], axis=1)
@@ -180,6 +178,36 @@ def test_masking_with_keras_mask():
     mask = np.ones((B, T), bool)
     assert np.all(_np(seq.compute_mask(x, mask)) == mask)
     assert DNC(**SMALL).compute_mask(x, mask) is None
+
+
+@pytest.mark.parametrize("controller", ["lstm", "dense"])
+def test_leading_mask_with_weightings_and_states(controller):
+    # Leading padding: masked steps output zeros (no previous output yet),
+    # leave the initial states alone and carry no weightings; then the
+    # layer runs as on the unpadded sequence. Compiled (predict).
+    x = _x(B, T, F, seed=2)
+    lengths = [6, 4, 1]
+    mask = np.arange(T)[None, :] >= T - np.array(lengths)[:, None]  # (B, T)
+    x = np.where(mask[..., None], x, 0.0).astype("float32")
+    options = dict(
+        SMALL, controller=controller, output_dim=Y, return_sequences=True,
+        return_weightings=True, return_state=True,
+    )
+    inputs = keras.Input((T, F))
+    layer = DNC(**options)
+    model = keras.Model(inputs, layer(keras.layers.Masking(0.0)(inputs)))
+    got = model.predict(x, verbose=0)
+    single = DNC(**options)
+    single(x[:1])
+    single.set_weights(layer.get_weights())
+    for b, length in enumerate(lengths):
+        want = [_np(w)[0] for w in single(x[b : b + 1, T - length :])]
+        np.testing.assert_allclose(got[0][b, : T - length], 0.0, atol=1e-7)
+        np.testing.assert_allclose(got[0][b, T - length :], want[0], atol=1e-5)
+        for g, w in zip(got[1:5], want[1:5]):  # weightings over time
+            np.testing.assert_allclose(g[b, T - length :], w, atol=1e-5)
+        for g, w in zip(got[5:], want[5:]):  # final states
+            np.testing.assert_allclose(g[b], w, atol=1e-5)
 
 
 def test_stateful_dnc_continues_the_sequence():
@@ -223,7 +251,11 @@ def test_mixed_precision_keeps_memory_in_float32():
     np.testing.assert_allclose(
         _np(ops.cast(got, "float32")), _np(want), atol=0.1, rtol=0.1
     )
-    np.testing.assert_allclose(_np(usage), _np(want_usage), atol=0.05)
+    # Usage per slot, up to which of two nearly equally free slots the
+    # allocation (a sort of usage) picks: bfloat16 rounding may swap them.
+    np.testing.assert_allclose(
+        np.sort(_np(usage), -1), np.sort(_np(want_usage), -1), atol=0.05
+    )
     # A stateful layer keeps float32 state variables.
     stateful = DNC(**SMALL, stateful=True, dtype="mixed_float16")
     stateful(x)
@@ -300,7 +332,10 @@ def test_short_copy_training_lowers_the_loss():
     model.compile(
         optimizer=keras.optimizers.Adam(1e-2, global_clipnorm=10.0),
         loss=_recall_phase_bce(length),
-        jit_compile=False,  # XLA fit is covered by the harness; 4x faster here
+        # "auto": no XLA on TensorFlow-CPU (covered by the harness; 4x faster
+        # here); jit on JAX, whose op-by-op mode crashed compiling the scan's
+        # linearization (segfault in jax 0.10.2).
+        jit_compile="auto",
     )
     x_eval, y_eval = _copy_batch(np.random.default_rng(99), 128, length, bits)
     before = model.evaluate(x_eval, y_eval, verbose=0)
