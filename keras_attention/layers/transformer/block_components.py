@@ -85,6 +85,53 @@ def resolve_key_dim(key_dim, hidden_dim, num_heads):
     return hidden_dim // num_heads
 
 
+# Set by the blocks themselves; not `attention_kernel_options` keys.
+_BLOCK_ATTENTION_ARGUMENTS = (
+    "num_heads", "key_dim", "num_key_value_heads", "dropout", "rotary_embedding",
+    "kernel_initializer", "bias_initializer", "dtype", "name",
+    "attention_implementation", "output_shape",
+)
+
+
+def check_attention_kernel_options(options, kernel):
+    """Validate a block's `attention_kernel_options` for `kernel`.
+
+    `None` or a dict of extra constructor arguments of the kernel's layer
+    class (e.g. `{"window_size": 32}` for `"local"`), not one the block
+    sets itself. Builds one throwaway kernel layer (no weights), so an
+    unknown option or a bad value fails here, with the layer's own message.
+
+    Returns:
+        A new dict (`{}` for `None`).
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise TypeError(
+            "Received an invalid value for argument `attention_kernel_options`, "
+            "expected None or a dict of the kernel layer's constructor "
+            "arguments by name. Received: "
+            f"attention_kernel_options={options!r} of type {type(options).__name__}"
+        )
+    reserved = sorted(set(options) & set(_BLOCK_ATTENTION_ARGUMENTS))
+    if reserved:
+        raise ValueError(
+            "Received an invalid value for argument `attention_kernel_options`, "
+            f"expected no key the block sets itself ({list(_BLOCK_ATTENTION_ARGUMENTS)}; "
+            "use the block's own arguments). Received: "
+            f"attention_kernel_options={options!r} (keys {reserved})"
+        )
+    layer_cls = ATTENTION_KERNELS[kernel]
+    try:
+        layer_cls(num_heads=1, key_dim=1, **options)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            "Received an invalid value for argument `attention_kernel_options` "
+            f"for attention_kernel={kernel!r} ({layer_cls.__name__}): {error}"
+        ) from error
+    return dict(options)
+
+
 def make_attention(
     kernel,
     num_heads,
@@ -97,9 +144,11 @@ def make_attention(
     dtype,
     name,
     attention_implementation="auto",
+    options=None,
 ):
-    """Build the attention sub-layer for `kernel`."""
-    extra = {}
+    """Build the attention sub-layer for `kernel`, with `options` (checked
+    by `check_attention_kernel_options`) as extra constructor arguments."""
+    extra = dict(options or {})
     if attention_implementation != "auto":
         # Only kernels that name the argument (see
         # check_attention_implementation) receive it.

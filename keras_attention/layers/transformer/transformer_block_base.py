@@ -38,6 +38,7 @@ class TransformerBlockBase(keras.layers.Layer):
         kernel_initializer="glorot_uniform",
         bias_initializer="zeros",
         attention_implementation="auto",
+        attention_kernel_options=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,6 +63,9 @@ class TransformerBlockBase(keras.layers.Layer):
         self.normalization = normalization
         self.position_scheme = position_scheme
         self.attention_kernel = attention_kernel
+        self.attention_kernel_options = parts.check_attention_kernel_options(
+            attention_kernel_options, attention_kernel
+        )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.attention_implementation = parts.check_attention_implementation(
@@ -90,6 +94,7 @@ class TransformerBlockBase(keras.layers.Layer):
             self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
             dropout, use_rotary, self.kernel_initializer, self.bias_initializer,
             self.dtype_policy, name, self.attention_implementation,
+            self.attention_kernel_options,
         )
 
     def _norm(self, name, shape):
@@ -174,6 +179,7 @@ class TransformerBlockBase(keras.layers.Layer):
                 "normalization": self.normalization,
                 "position_scheme": self.position_scheme,
                 "attention_kernel": self.attention_kernel,
+                "attention_kernel_options": dict(self.attention_kernel_options) or None,
                 "kernel_initializer": keras.initializers.serialize(
                     self.kernel_initializer
                 ),

@@ -58,6 +58,12 @@ class TransformerEncoderBlock(TransformerBlockBase):
             `O(T)` memory, for long sequences; needs an attention dropout of
             0) or `"fused"` (`keras.ops.dot_product_attention`), see
             `MultiHeadAttention`.
+        attention_kernel_options: optional dict of extra constructor
+            arguments of the kernel's layer, e.g. `{"window_size": 32}` for
+            `"local"`, `{"block_size": 16, "pattern_seed": 3}` for
+            `"big_bird"`, `{"num_random_features": 128}` for `"performer"`;
+            checked at construction. Not the arguments the block sets
+            (`num_heads`, `key_dim`, `dropout`, ...).
 
     Call arguments:
         inputs: `(B, T, E)` tensor.

@@ -98,6 +98,75 @@ def test_decoder_self_attention_is_causal(kernel):
     assert np.abs(out2[0, 5:] - out[0, 5:]).max() > 1e-3
 
 
+def test_kernel_options_reach_the_attention_and_survive_saving():
+    # Harness: config round trip, .keras save/load (safe mode), compiled
+    # fit, mixed precision, with the options in the config.
+    block = run_layer_test(
+        TransformerEncoderBlock,
+        {"num_heads": 2, "intermediate_dim": 16, "attention_kernel": "big_bird",
+         "attention_kernel_options": {"block_size": 2, "num_random_blocks": 1,
+                                      "pattern_seed": 5}},
+        X,
+        expected_output_shape=(2, 6, 16),
+    )
+    assert block.shape == (2, 6, 16)
+    layer = TransformerEncoderBlock(
+        num_heads=2, intermediate_dim=16, attention_kernel="big_bird",
+        attention_kernel_options={"block_size": 2, "pattern_seed": 5})
+    layer(X)
+    attention = layer.self_attention
+    assert (attention.block_size, attention.pattern_seed) == (2, 5)
+    assert layer.get_config()["attention_kernel_options"] == {
+        "block_size": 2, "pattern_seed": 5}
+    assert TransformerEncoderBlock(
+        num_heads=2, intermediate_dim=16).get_config()["attention_kernel_options"] is None
+
+
+def test_local_window_option_limits_what_each_token_sees():
+    # Window radius 1: position 0 sees 0-1 and position 1 sees 0-2, so new
+    # tokens from position 3 on leave outputs 0-1 alone and change 2-5. The
+    # default window (128 > T) sees them all.
+    x = RNG.normal(size=(1, 6, 16)).astype("float32")
+    changed = x.copy()
+    changed[0, 3:] = RNG.normal(size=(3, 16))
+    narrow = TransformerEncoderBlock(
+        num_heads=2, intermediate_dim=16, attention_kernel="local",
+        attention_kernel_options={"window_size": 1})
+    wide = TransformerEncoderBlock(num_heads=2, intermediate_dim=16,
+                                   attention_kernel="local")
+    out, out2 = fn(narrow(x)), fn(narrow(changed))
+    np.testing.assert_allclose(out2[0, :2], out[0, :2], atol=1e-6)
+    assert np.abs(out2[0, 2:] - out[0, 2:]).max(axis=-1).min() > 1e-3
+    _copy_block(narrow, wide, x)
+    assert np.abs(fn(wide(changed))[0, :2] - fn(wide(x))[0, :2]).max() > 1e-3
+
+
+def test_decoder_kernel_options_reach_self_and_cross_attention():
+    block = TransformerDecoderBlock(
+        num_heads=2, intermediate_dim=16, attention_kernel="local",
+        attention_kernel_options={"window_size": 3})
+    block(X, SOURCE)
+    assert block.self_attention.window_size == 3
+    assert block.cross_attention.window_size == 3
+
+
+def test_kernel_options_errors():
+    kwargs = dict(num_heads=2, intermediate_dim=16, attention_kernel="local")
+    with pytest.raises(TypeError, match=r"argument `attention_kernel_options`, expected "
+                       r"None or a dict.*Received: attention_kernel_options=\[\('window_size'"):
+        TransformerEncoderBlock(**kwargs, attention_kernel_options=[("window_size", 2)])
+    with pytest.raises(ValueError, match=r"expected no key the block sets itself.*"
+                       r"keys \['num_heads'\]"):
+        TransformerDecoderBlock(**kwargs, attention_kernel_options={"num_heads": 4})
+    with pytest.raises(ValueError, match=r"attention_kernel_options` for "
+                       r"attention_kernel='local' \(LocalAttention\): "
+                       r"Unrecognized keyword arguments.*'window'"):
+        TransformerEncoderBlock(**kwargs, attention_kernel_options={"window": 2})
+    with pytest.raises(ValueError, match=r"attention_kernel_options` for "
+                       r"attention_kernel='local'.*window_size.*Received: window_size=0"):
+        TransformerEncoderBlock(**kwargs, attention_kernel_options={"window_size": 0})
+
+
 def test_linformer_in_the_decoder_needs_a_non_causal_call():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
                                     attention_kernel="linformer")
