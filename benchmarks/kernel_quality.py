@@ -35,12 +35,10 @@ Kernel options (`--kernel-options`):
   projection to `T/4` rows (`sequence_length=T`;
   `--linformer-projection-dim` sets another k); `performer` keeps its
   default 256 random features (their number is not tied to the length).
-  These variants are registered under benchmark-local names for the run
-  (the builders refuse `"linformer"`, whose projections need a static
-  length; the data here has one) and unregistered afterwards.
+  They reach the blocks as the builder's `attention_kernel_options`.
 - `default`: the builders' kernels as they are (`local` window 128 and
   `big_bird` blocks of 64 see every key at T <= 128, i.e. exact attention;
-  linformer is skipped: the builders refuse it).
+  linformer is skipped: the builders need its `sequence_length` option).
 
 Lines (JSON, see `benchmarks/common.py`), metric `test_accuracy`:
 
@@ -99,7 +97,6 @@ features make it the slowest kernel at this length):
 """
 
 import argparse
-import contextlib
 import inspect
 import os
 import sys
@@ -115,10 +112,7 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import keras_attention as ka  # noqa: E402
-from keras_attention.layers.attention import BigBirdAttention  # noqa: E402
-from keras_attention.layers.attention import LinformerAttention  # noqa: E402
 from keras_attention.layers.attention import LocalAttention  # noqa: E402
-from keras_attention.layers.transformer import block_components  # noqa: E402
 
 BENCHMARK = "kernel_quality"
 RESULTS_FILE = "kernel_quality.jsonl"
@@ -229,64 +223,29 @@ def kernel_options(kernel, length, mode, linformer_projection_dim=None,
     raise ValueError(f"unknown kernel {kernel!r}")
 
 
-_BASES = {
-    "local": LocalAttention,
-    "big_bird": BigBirdAttention,
-    "linformer": LinformerAttention,
-}
-
-
-@contextlib.contextmanager
-def registered_kernel(kernel, options):
-    """The name to pass as `attention_kernel`: `kernel`, or a benchmark-local
-    subclass with `options` as defaults, registered only inside the block."""
-    if not options:
-        yield kernel
-        return
-    name = f"{BENCHMARK}_{kernel}"
-    base = _BASES[kernel]
-
-    def __init__(self, **kwargs):
-        for key, value in options.items():
-            kwargs.setdefault(key, value)
-        base.__init__(self, **kwargs)
-
-    layer_cls = type(f"KernelQuality{base.__name__}", (base,), {"__init__": __init__})
-    kernels = block_components.ATTENTION_KERNELS
-    saved = kernels.get(name)
-    block_components.register_attention_kernel(name, layer_cls)
-    try:
-        yield name
-    finally:
-        if saved is None:
-            kernels.pop(name, None)
-        else:
-            kernels[name] = saved
-
-
 def train_and_test(kernel, options, data, args, seed):
     """Test accuracy, training seconds and `(n_test,)` bool correctness of
     one classifier."""
     (x, y), (x_test, y_test) = data
-    with registered_kernel(kernel, options) as name:
-        keras.utils.set_random_seed(seed)
-        model = ka.models.transformer_classifier(
-            vocabulary_size=args.vocabulary_size, sequence_length=args.length,
-            num_classes=2, num_layers=args.layers, hidden_dim=args.hidden_dim,
-            num_heads=args.heads, intermediate_dim=2 * args.hidden_dim,
-            pooling="mean", dropout=0.0, attention_kernel=name,
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(args.learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"], jit_compile=args.jit_compile,
-            run_eagerly=args.run_eagerly,
-        )
-        start = time.perf_counter()
-        model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
-                  shuffle=True, verbose=0)
-        seconds = time.perf_counter() - start
-        logits = model.predict(x_test, batch_size=256, verbose=0)  # (n, 2)
+    keras.utils.set_random_seed(seed)
+    model = ka.models.transformer_classifier(
+        vocabulary_size=args.vocabulary_size, sequence_length=args.length,
+        num_classes=2, num_layers=args.layers, hidden_dim=args.hidden_dim,
+        num_heads=args.heads, intermediate_dim=2 * args.hidden_dim,
+        pooling="mean", dropout=0.0, attention_kernel=kernel,
+        attention_kernel_options=options or None,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(args.learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"], jit_compile=args.jit_compile,
+        run_eagerly=args.run_eagerly,
+    )
+    start = time.perf_counter()
+    model.fit(x, y, batch_size=args.batch_size, epochs=args.epochs,
+              shuffle=True, verbose=0)
+    seconds = time.perf_counter() - start
+    logits = model.predict(x_test, batch_size=256, verbose=0)  # (n, 2)
     keras.backend.clear_session()
     correct = np.argmax(logits, axis=-1) == y_test
     return float(correct.mean()), seconds, correct

@@ -31,12 +31,16 @@ from keras_attention.utils.validation import check_rate
 
 POSITION_ENCODINGS = ("learned", "sinusoidal")
 
-# Attention kernels the builders cannot offer, and why. Linformer's sequence
-# projections need a static key length (or its `sequence_length` option,
-# which the blocks do not pass), while the builders take token ids of any
-# length.
-_BUILDER_UNSUPPORTED_KERNELS = {
-    "linformer": "its sequence projections need a static key length",
+# Attention kernels the builders offer only with an option, and why.
+# Linformer's sequence projections need a static key length, while the
+# builders take token ids of any length: its `sequence_length` option (the
+# longest key length) must come in `attention_kernel_options`.
+_BUILDER_REQUIRED_OPTIONS = {
+    "linformer": (
+        "sequence_length",
+        "its sequence projections need a static key length; pass "
+        "attention_kernel_options={'sequence_length': ...}",
+    ),
 }
 # Kernels that take no additive `attention_bias`, so no "relative" or
 # "alibi" position scheme (rotary embeddings act on the queries and keys).
@@ -44,9 +48,10 @@ _KERNELS_WITHOUT_BIAS = ("performer", "linformer")
 
 
 def builder_attention_kernels():
-    """The attention kernels the model builders offer (registered, usable)."""
+    """The attention kernels the model builders offer without kernel options
+    (registered, usable; `"linformer"` needs its `sequence_length`)."""
     return tuple(
-        k for k in block_components.ATTENTION_KERNELS if k not in _BUILDER_UNSUPPORTED_KERNELS
+        k for k in block_components.ATTENTION_KERNELS if k not in _BUILDER_REQUIRED_OPTIONS
     )
 
 
@@ -57,24 +62,36 @@ def kernel_position_schemes(attention_kernel):
     return block_components.POSITION_SCHEMES
 
 
-def check_attention_kernel(attention_kernel, position_scheme):
-    """Validate a builder's `attention_kernel` and its `position_scheme`.
+def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_options=None):
+    """Validate a builder's `attention_kernel`, its `attention_kernel_options`
+    and its `position_scheme`.
+
+    Returns:
+        The options as a new dict, or `None` without options.
 
     Raises:
-        ValueError: on a kernel that is not registered or that the builders
-            cannot use (`"linformer"`), or a position scheme that needs an
-            additive bias the kernel does not take (`"performer"` with
-            `"relative"` / `"alibi"`).
+        ValueError: on a kernel that is not registered, `"linformer"`
+            without its `sequence_length` option, options the kernel's
+            layer refuses (see `check_attention_kernel_options`), or a
+            position scheme that needs an additive bias the kernel does not
+            take (`"performer"` with `"relative"` / `"alibi"`).
+        TypeError: on options that are not a dict.
     """
-    if attention_kernel in _BUILDER_UNSUPPORTED_KERNELS:
+    check_one_of(
+        attention_kernel, "attention_kernel", tuple(block_components.ATTENTION_KERNELS)
+    )
+    options = block_components.check_attention_kernel_options(
+        attention_kernel_options, attention_kernel
+    )
+    required = _BUILDER_REQUIRED_OPTIONS.get(attention_kernel)
+    if required is not None and required[0] not in options:
         raise ValueError(
             "Received an invalid value for argument `attention_kernel`, expected "
-            f"one of {list(builder_attention_kernels())} "
-            f"({attention_kernel!r} cannot be used by the model builders: "
-            f"{_BUILDER_UNSUPPORTED_KERNELS[attention_kernel]}). "
-            f"Received: attention_kernel={attention_kernel!r}"
+            f"one of {list(builder_attention_kernels())}, or {attention_kernel!r} "
+            f"with its {required[0]!r} option ({required[1]}). "
+            f"Received: attention_kernel={attention_kernel!r}, "
+            f"attention_kernel_options={attention_kernel_options!r}"
         )
-    check_one_of(attention_kernel, "attention_kernel", builder_attention_kernels())
     if position_scheme not in kernel_position_schemes(attention_kernel):
         raise ValueError(
             "Received incompatible arguments `attention_kernel` and "
@@ -83,7 +100,7 @@ def check_attention_kernel(attention_kernel, position_scheme):
             f"Received: attention_kernel={attention_kernel!r}, "
             f"position_scheme={position_scheme!r}"
         )
-    return attention_kernel
+    return options or None
 
 
 def check_transformer_arguments(
@@ -156,11 +173,12 @@ def make_embedding(
 def block_arguments(
     num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
     norm_first, layer_norm_epsilon, normalization, position_scheme,
-    attention_kernel="dot_product",
+    attention_kernel="dot_product", attention_kernel_options=None,
 ):
     """Constructor arguments shared by the encoder and decoder blocks."""
     return dict(
         attention_kernel=attention_kernel,
+        attention_kernel_options=attention_kernel_options,
         num_heads=num_heads,
         intermediate_dim=intermediate_dim,
         num_key_value_heads=num_key_value_heads,

@@ -17,7 +17,7 @@ def _classifier_graph(
     vocabulary_size, sequence_length, num_classes, num_layers, hidden_dim,
     num_heads, intermediate_dim, pooling, dropout, activation, norm_first,
     layer_norm_epsilon, normalization, position_encoding, position_scheme,
-    num_key_value_heads, attention_kernel="dot_product",
+    num_key_value_heads, attention_kernel="dot_product", attention_kernel_options=None,
 ):
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = parts.make_embedding(
@@ -29,7 +29,7 @@ def _classifier_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
-        attention_kernel,
+        attention_kernel, attention_kernel_options,
     )
     x = parts.encoder_stack(x, num_layers, block_kwargs)  # (B, T, E)
     if pooling == "cls":
@@ -61,6 +61,7 @@ def transformer_classifier(
     position_scheme=None,
     num_key_value_heads=None,
     attention_kernel="dot_product",
+    attention_kernel_options=None,
     name="transformer_classifier",
 ):
     """A Transformer encoder that classifies token sequences.
@@ -102,9 +103,15 @@ def transformer_classifier(
             `MultiHeadAttention`), `"performer"` (random-feature linear
             attention; with `position_scheme` `None` or `"rotary"`),
             `"local"` (a sliding window of 128 keys per side) or
-            `"big_bird"` (blocks of 64: local, global and random). The
-            kernels use their layers' default options. `"linformer"` is not
-            offered: its projections need a static key length.
+            `"big_bird"` (blocks of 64: local, global and random), with
+            their layers' default options, or `"linformer"` (with its
+            `sequence_length` option: its projections need a static key
+            length).
+        attention_kernel_options: optional dict of the kernel layer's own
+            settings, passed to every block (`TransformerEncoderBlock`),
+            e.g. `{"window_size": 32}` for `"local"` or
+            `{"sequence_length": 512, "projection_dim": 128}` for
+            `"linformer"`.
         name: the model name.
 
     Returns:
@@ -114,8 +121,10 @@ def transformer_classifier(
     Raises:
         ValueError: on a non-positive size, `hidden_dim` not divisible by
             `num_heads`, a dropout rate outside `[0, 1)`, an unknown
-            option, or an `attention_kernel` the builder cannot use or that
-            does not take `position_scheme`.
+            option, an `attention_kernel` the builder cannot use or that
+            does not take `position_scheme`, or kernel options its layer
+            refuses.
+        TypeError: on `attention_kernel_options` that are not a dict.
 
     Example:
 
@@ -141,7 +150,9 @@ def transformer_classifier(
     check_positive_int(num_classes, "num_classes")
     check_one_of(pooling, "pooling", POOLINGS)
     parts.check_activation_name(activation)
-    parts.check_attention_kernel(attention_kernel, position_scheme)
+    attention_kernel_options = parts.check_attention_kernel(
+        attention_kernel, position_scheme, attention_kernel_options
+    )
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,
@@ -160,5 +171,6 @@ def transformer_classifier(
         position_scheme=position_scheme,
         num_key_value_heads=num_key_value_heads,
         attention_kernel=attention_kernel,
+        attention_kernel_options=attention_kernel_options,
     )
     return BuilderModel("transformer_classifier", arguments, name=name)

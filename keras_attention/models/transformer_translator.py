@@ -16,7 +16,7 @@ def _translator_graph(
     activation, norm_first, layer_norm_epsilon, normalization,
     position_encoding, position_scheme, num_key_value_heads,
     share_embeddings, tie_output_embedding, scale_embeddings,
-    attention_kernel="dot_product",
+    attention_kernel="dot_product", attention_kernel_options=None,
 ):
     source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
     target_ids = keras.Input(shape=(None,), dtype="int32", name="target_ids")
@@ -36,11 +36,13 @@ def _translator_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
-        attention_kernel,
+        attention_kernel, attention_kernel_options,
     )
     # The decoder keeps exact attention: its KV caches (cached decoding)
     # exist for `MultiHeadAttention` only.
-    decoder_kwargs = {**block_kwargs, "attention_kernel": "dot_product"}
+    decoder_kwargs = {
+        **block_kwargs, "attention_kernel": "dot_product", "attention_kernel_options": None,
+    }
 
     x = source_embedding(source_ids)  # (B, S, E), mask: source_ids != 0
     x = keras.layers.Dropout(dropout, name="source_dropout")(x)
@@ -78,6 +80,7 @@ def transformer_translator(
     tie_output_embedding=True,
     scale_embeddings=True,
     attention_kernel="dot_product",
+    attention_kernel_options=None,
     name="transformer_translator",
 ):
     """The encoder-decoder Transformer of "Attention Is All You Need".
@@ -151,7 +154,10 @@ def transformer_translator(
             options. The decoder's self- and cross-attention stay
             `"dot_product"`: cached decoding needs `MultiHeadAttention`'s KV
             caches, which the efficient kernels do not keep. `"linformer"`
-            is not offered: its projections need a static key length.
+            needs its `sequence_length` option (a static key length).
+        attention_kernel_options: optional dict of the encoder kernel
+            layer's own settings, passed to every encoder block, e.g.
+            `{"window_size": 32}` for `"local"`.
         name: the model name.
 
     Returns:
@@ -164,7 +170,8 @@ def transformer_translator(
             `num_heads`, a dropout rate outside `[0, 1)`, an unknown option,
             `share_embeddings=True` with different vocabulary sizes, or an
             `attention_kernel` the builder cannot use or that does not take
-            `position_scheme`.
+            `position_scheme`, or kernel options its layer refuses.
+        TypeError: on `attention_kernel_options` that are not a dict.
 
     Example:
 
@@ -194,7 +201,9 @@ def transformer_translator(
     check_bool(share_embeddings, "share_embeddings")
     check_bool(tie_output_embedding, "tie_output_embedding")
     check_bool(scale_embeddings, "scale_embeddings")
-    parts.check_attention_kernel(attention_kernel, position_scheme)
+    attention_kernel_options = parts.check_attention_kernel(
+        attention_kernel, position_scheme, attention_kernel_options
+    )
     if (
         share_embeddings
         and target_vocabulary_size is not None
@@ -227,5 +236,6 @@ def transformer_translator(
         tie_output_embedding=tie_output_embedding,
         scale_embeddings=scale_embeddings,
         attention_kernel=attention_kernel,
+        attention_kernel_options=attention_kernel_options,
     )
     return BuilderModel("transformer_translator", arguments, name=name)

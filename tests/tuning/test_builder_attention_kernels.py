@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import keras_attention as ka
+from keras_attention.layers.attention import LinformerAttention
 from keras_attention.layers.attention import LocalAttention
 from keras_attention.layers.attention import MultiHeadAttention
 from keras_attention.layers.attention import PerformerAttention
@@ -52,6 +53,36 @@ def test_classifier_kernel_builds_fits_and_reloads(tmp_path, kernel, layer_cls):
     assert type(reloaded.get_layer("encoder_block_0").self_attention) is layer_cls
 
 
+def test_classifier_kernel_options_reach_every_block_and_reload(tmp_path):
+    # Linformer needs its static key length (`sequence_length`); the
+    # options ride in the builder arguments through the .keras file.
+    keras.utils.set_random_seed(0)
+    options = {"sequence_length": 8, "projection_dim": 4}
+    model = ka.models.transformer_classifier(
+        num_classes=3, pooling="mean", attention_kernel="linformer",
+        attention_kernel_options=options, **{**SMALL, "num_layers": 2})
+    for i in range(2):
+        attention = model.get_layer(f"encoder_block_{i}").self_attention
+        assert type(attention) is LinformerAttention
+        assert attention.projection_dim == 4
+    assert model.arguments["attention_kernel_options"] == options
+    reloaded = _fit_save_reload(model, IDS, np.array([0, 2]), tmp_path)
+    assert reloaded.get_layer("encoder_block_1").self_attention.projection_dim == 4
+
+
+def test_translator_kernel_options_reach_the_encoder_only():
+    model = ka.models.transformer_translator(
+        attention_kernel="local", attention_kernel_options={"window_size": 1}, **SMALL)
+    assert model.get_layer("encoder_block_0").self_attention.window_size == 1
+    decoder = model.get_layer("decoder_block_0")
+    assert decoder.attention_kernel_options == {}
+    assert type(decoder.self_attention) is MultiHeadAttention
+
+
+def test_classifier_without_kernel_options_records_none():
+    assert _classifier("local").arguments["attention_kernel_options"] is None
+
+
 def test_local_kernel_with_a_window_over_everything_equals_dot_product():
     keras.utils.set_random_seed(0)
     exact = _classifier("dot_product", position_scheme="relative")
@@ -77,10 +108,18 @@ def test_translator_kernel_is_the_encoders_and_decoding_still_works(tmp_path):
 
 def test_invalid_kernels():
     with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
-                       r"\['dot_product', 'performer', 'local', 'big_bird'\] \('linformer' "
-                       r"cannot be used by the model builders: its sequence projections need "
-                       r"a static key length\)\. Received: attention_kernel='linformer'"):
-        _classifier("linformer")
+                       r"\['dot_product', 'performer', 'local', 'big_bird'\], or 'linformer' "
+                       r"with its 'sequence_length' option \(its sequence projections need "
+                       r"a static key length; .*\)\. Received: attention_kernel='linformer', "
+                       r"attention_kernel_options=\{'projection_dim': 4\}"):
+        _classifier("linformer", attention_kernel_options={"projection_dim": 4})
+    with pytest.raises(TypeError, match=r"argument `attention_kernel_options`, expected "
+                       r"None or a dict"):
+        _classifier("local", attention_kernel_options=4)
+    with pytest.raises(ValueError, match=r"`attention_kernel_options` for "
+                       r"attention_kernel='local'.*Received: window_size=-1"):
+        ka.models.transformer_translator(
+            attention_kernel="local", attention_kernel_options={"window_size": -1}, **SMALL)
     with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
                        r".*Received: attention_kernel='flash'"):
         ka.models.transformer_translator(attention_kernel="flash", **SMALL)

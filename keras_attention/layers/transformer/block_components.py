@@ -7,8 +7,10 @@ registry entry instead of a new block class.
 """
 
 import inspect
+import random
 
 import keras
+import numpy as np
 
 from keras_attention.layers.attention.big_bird_attention import BigBirdAttention
 from keras_attention.layers.attention.linformer_attention import LinformerAttention
@@ -122,6 +124,9 @@ def check_attention_kernel_options(options, kernel):
             f"attention_kernel_options={options!r} (keys {reserved})"
         )
     layer_cls = ATTENTION_KERNELS[kernel]
+    # A layer's unseeded SeedGenerator draws from Python's `random`: keep
+    # the seeded streams as they were, so the check changes no weights.
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         layer_cls(num_heads=1, key_dim=1, **options)
     except (TypeError, ValueError) as error:
@@ -129,6 +134,9 @@ def check_attention_kernel_options(options, kernel):
             "Received an invalid value for argument `attention_kernel_options` "
             f"for attention_kernel={kernel!r} ({layer_cls.__name__}): {error}"
         ) from error
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
     return dict(options)
 
 

@@ -5,6 +5,7 @@ for what a kernel cannot do, and (slow) classifier quality vs exact
 attention on a generated task."""
 
 import functools
+import random
 
 import keras
 import numpy as np
@@ -139,6 +140,18 @@ def test_local_window_option_limits_what_each_token_sees():
     assert np.abs(out2[0, 2:] - out[0, 2:]).max(axis=-1).min() > 1e-3
     _copy_block(narrow, wide, x)
     assert np.abs(fn(wide(changed))[0, :2] - fn(wide(x))[0, :2]).max() > 1e-3
+
+
+def test_checking_kernel_options_draws_no_random_numbers():
+    # Seeded runs build the same weights with and without the check.
+    draws = []
+    for options in (None, {"window_size": 2}):
+        keras.utils.set_random_seed(3)
+        TransformerEncoderBlock(num_heads=2, intermediate_dim=16,
+                                attention_kernel="local",
+                                attention_kernel_options=options)
+        draws.append((random.random(), np.random.rand()))
+    assert draws[0] == draws[1]
 
 
 def test_decoder_kernel_options_reach_self_and_cross_attention():
