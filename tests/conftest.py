@@ -12,7 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 if os.environ["KERAS_BACKEND"] == "jax":
     # Test-sized programs: XLA:CPU's LLVM optimisation costs more than the
-    # runs (about a third of the JAX layer suite's time); results unchanged.
+    # runs (test_big_bird_attention.py on 2 workers: 52 s -> 35 s). The
+    # whole JAX layer run passes with it as without.
     os.environ.setdefault(
         "XLA_FLAGS",
         "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
