@@ -14,6 +14,7 @@ def _masked_lm_graph(
     vocabulary_size, sequence_length, num_layers, hidden_dim, num_heads,
     intermediate_dim, dropout, activation, norm_first, layer_norm_epsilon,
     normalization, position_encoding, position_scheme, num_key_value_heads,
+    attention_kernel="dot_product", attention_kernel_options=None,
 ):
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = parts.make_embedding(
@@ -25,6 +26,7 @@ def _masked_lm_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
+        attention_kernel, attention_kernel_options,
     )
     x = parts.encoder_stack(x, num_layers, block_kwargs)  # (B, T, E)
     # The MLM head (BERT): dense + activation + norm, then the tied table.
@@ -52,6 +54,8 @@ def masked_lm(
     position_encoding="learned",
     position_scheme=None,
     num_key_value_heads=None,
+    attention_kernel="dot_product",
+    attention_kernel_options=None,
     name="masked_lm",
 ):
     """A BERT-style bidirectional encoder with a masked-language-model head.
@@ -85,6 +89,13 @@ def masked_lm(
         position_encoding: `"learned"` (BERT) or `"sinusoidal"`.
         position_scheme: `None`, `"rotary"`, `"relative"` or `"alibi"`.
         num_key_value_heads: key/value heads for grouped-query attention.
+        attention_kernel: the blocks' attention: `"dot_product"` (exact),
+            `"performer"`, `"local"`, `"big_bird"`, or `"linformer"` with
+            its `sequence_length` option, as in `transformer_classifier`
+            (BigBird's and Longformer's encoders were pre-trained this way).
+        attention_kernel_options: optional dict of the kernel layer's own
+            settings, passed to every block, e.g. `{"window_size": 32}` for
+            `"local"`.
         name: the model name.
 
     Returns:
@@ -93,8 +104,11 @@ def masked_lm(
 
     Raises:
         ValueError: on a non-positive size, `hidden_dim` not divisible by
-            `num_heads`, a dropout rate outside `[0, 1)` or an unknown
-            option.
+            `num_heads`, a dropout rate outside `[0, 1)`, an unknown
+            option, an `attention_kernel` the builder cannot use or that
+            does not take `position_scheme`, or kernel options its layer
+            refuses.
+        TypeError: on `attention_kernel_options` that are not a dict.
 
     Example:
 
@@ -117,6 +131,9 @@ def masked_lm(
         normalization, position_encoding, position_scheme, num_key_value_heads,
     )
     parts.check_activation_name(activation)
+    attention_kernel_options = parts.check_attention_kernel(
+        attention_kernel, position_scheme, attention_kernel_options
+    )
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,
@@ -132,5 +149,7 @@ def masked_lm(
         position_encoding=position_encoding,
         position_scheme=position_scheme,
         num_key_value_heads=num_key_value_heads,
+        attention_kernel=attention_kernel,
+        attention_kernel_options=attention_kernel_options,
     )
     return BuilderModel("masked_lm", arguments, name=name)

@@ -91,6 +91,59 @@ def test_local_kernel_with_a_window_over_everything_equals_dot_product():
     np.testing.assert_allclose(local(IDS), exact(IDS), atol=1e-5)
 
 
+def _masked_lm(kernel, **kwargs):
+    return ka.models.masked_lm(attention_kernel=kernel, **SMALL, **kwargs)
+
+
+def test_masked_lm_local_window_over_everything_equals_dot_product():
+    keras.utils.set_random_seed(0)
+    exact = _masked_lm("dot_product", position_scheme="rotary")
+    local = _masked_lm("local", position_scheme="rotary")
+    assert type(local.get_layer("encoder_block_0").self_attention) is LocalAttention
+    local.set_weights(exact.get_weights())
+    np.testing.assert_allclose(local(IDS), exact(IDS), atol=1e-5)
+    assert exact.arguments["attention_kernel"] == "dot_product"
+    assert exact.arguments["attention_kernel_options"] is None
+
+
+def test_masked_lm_kernel_options_fit_and_reload(tmp_path):
+    # One window position per side: a masked token's logits depend only on
+    # its neighbours (one layer), checked by changing a distant token.
+    keras.utils.set_random_seed(0)
+    model = _masked_lm("local", attention_kernel_options={"window_size": 1})
+    assert model.get_layer("encoder_block_0").self_attention.window_size == 1
+    assert model.arguments["attention_kernel_options"] == {"window_size": 1}
+    ids = np.array([[3, 4, 5, 6, 7, 8]], dtype="int32")
+    changed = ids.copy()
+    changed[0, 5] = 9
+    before, after = np.asarray(model(ids)), np.asarray(model(changed))
+    np.testing.assert_allclose(before[0, :4], after[0, :4], atol=1e-6)
+    assert not np.allclose(before[0, 4:], after[0, 4:])
+    labels = np.where(IDS > 0, IDS, 0)
+    reloaded = _fit_save_reload(model, IDS, labels, tmp_path)
+    assert reloaded.get_layer("encoder_block_0").self_attention.window_size == 1
+
+
+def test_performer_builders_keep_residual_dropout():
+    # The blocks default Performer's attention dropout to 0, so the
+    # builders' shared `dropout` (0.1 by default) is residual dropout only.
+    arguments = {**SMALL, "dropout": 0.1, "attention_kernel": "performer"}
+    for model in (ka.models.masked_lm(**arguments),
+                  ka.models.transformer_classifier(num_classes=2, **arguments)):
+        block = model.get_layer("encoder_block_0")
+        assert block.self_attention.dropout == 0.0
+        assert block.self_attention_dropout.rate == 0.1
+
+
+def test_masked_lm_kernel_errors():
+    with pytest.raises(ValueError, match=r"'linformer' with its 'sequence_length' option"):
+        _masked_lm("linformer")
+    with pytest.raises(ValueError, match=r"the 'linformer' kernel takes no additive "
+                       r"attention bias"):
+        _masked_lm("linformer", position_scheme="alibi",
+                   attention_kernel_options={"sequence_length": 8})
+
+
 def test_translator_kernel_is_the_encoders_and_decoding_still_works(tmp_path):
     keras.utils.set_random_seed(0)
     model = ka.models.transformer_translator(attention_kernel="performer", **SMALL)

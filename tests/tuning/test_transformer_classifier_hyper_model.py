@@ -75,6 +75,22 @@ def test_sampled_values_reach_the_model_and_the_schedule():
     assert model.optimizer.beta_2 == 0.98
 
 
+def test_performer_trial_with_dropout_builds():
+    # The default space pairs "performer" with a dropout range: the trial
+    # builds, with the dropout on the residuals only (Performer forms no
+    # attention weights to drop).
+    hypermodel = _small(attention_kernel=["dot_product", "performer"])
+    hp = keras_tuner.HyperParameters()
+    hp.Fixed("attention_kernel", "performer")
+    hp.Fixed("dropout", 0.15)
+    model = hypermodel.build(hp)
+    block = model.get_layer("encoder_block_0")
+    assert model.arguments["dropout"] == 0.15
+    assert block.self_attention.__class__.__name__ == "PerformerAttention"
+    assert block.self_attention.dropout == 0.0
+    assert block.self_attention_dropout.rate == 0.15
+
+
 def test_search_space_types():
     hp = keras_tuner.HyperParameters()
     _small(num_layers=1).build(hp)

@@ -99,6 +99,11 @@ class PerformerAttention(MultiHeadAttention):
         (FAVOR+), sections 2.2-2.4 and 4.
     """
 
+    # No (T, S) attention weights exist to drop: the Transformer blocks
+    # default this kernel's attention dropout to 0 (see
+    # `TransformerEncoderBlock`'s `attention_dropout`).
+    forms_attention_weights = False
+
     def __init__(
         self,
         num_heads,

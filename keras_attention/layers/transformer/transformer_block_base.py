@@ -68,10 +68,17 @@ class TransformerBlockBase(keras.layers.Layer):
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        if self.attention_dropout and not self._kernel_forms_attention_weights():
+            raise ValueError(
+                "Received incompatible arguments `attention_dropout` and "
+                f"`attention_kernel`: the {attention_kernel!r} kernel forms no "
+                "attention weights to drop, expected attention_dropout None "
+                "(then 0 for this kernel) or 0. Received: "
+                f"attention_dropout={attention_dropout!r}, "
+                f"attention_kernel={attention_kernel!r}"
+            )
         self.attention_implementation = parts.check_attention_implementation(
-            attention_implementation,
-            attention_kernel,
-            self.dropout if self.attention_dropout is None else self.attention_dropout,
+            attention_implementation, attention_kernel, self._attention_dropout_rate()
         )
         # Fail at construction on a bad activation, not at build.
         FeedForward(intermediate_dim=self.intermediate_dim, activation=activation)
@@ -88,11 +95,21 @@ class TransformerBlockBase(keras.layers.Layer):
             )
         return shape
 
+    def _attention_dropout_rate(self):
+        """`attention_dropout`, else `dropout`, or 0 for a kernel that forms
+        no attention weights (`forms_attention_weights = False`)."""
+        if self.attention_dropout is not None:
+            return self.attention_dropout
+        return self.dropout if self._kernel_forms_attention_weights() else 0.0
+
+    def _kernel_forms_attention_weights(self):
+        layer_cls = parts.ATTENTION_KERNELS[self.attention_kernel]
+        return getattr(layer_cls, "forms_attention_weights", True)
+
     def _attention(self, key_dim, use_rotary, name):
-        dropout = self.dropout if self.attention_dropout is None else self.attention_dropout
         return parts.make_attention(
             self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
-            dropout, use_rotary, self.kernel_initializer, self.bias_initializer,
+            self._attention_dropout_rate(), use_rotary, self.kernel_initializer, self.bias_initializer,
             self.dtype_policy, name, self.attention_implementation,
             self.attention_kernel_options,
         )

@@ -34,7 +34,8 @@ class TransformerDecoderBlock(TransformerBlockBase):
             defaults to `num_heads`.
         dropout: residual dropout rate on each sub-layer output, in [0, 1).
         attention_dropout: dropout rate on attention weights; defaults to
-            `dropout` when `None`.
+            `dropout` when `None` (to 0 for `"performer"`, which forms no
+            attention weights; a non-zero rate is refused there).
         activation: feed-forward activation (see `FeedForward`).
         norm_first: pre-LN when `True`, the paper's post-LN when `False`.
         layer_norm_epsilon: epsilon of the normalization layers.

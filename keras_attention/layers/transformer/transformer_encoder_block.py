@@ -42,7 +42,8 @@ class TransformerEncoderBlock(TransformerBlockBase):
             defaults to `num_heads`.
         dropout: residual dropout rate on each sub-layer output, in [0, 1).
         attention_dropout: dropout rate on the attention weights; defaults to
-            `dropout` when `None`.
+            `dropout` when `None` (to 0 for `"performer"`, which forms no
+            attention weights; a non-zero rate is refused there).
         activation: feed-forward activation, any Keras activation or a gated
             variant (`"swiglu"`, `"geglu"`, ...), see `FeedForward`.
         norm_first: pre-LN when `True`, the paper's post-LN when `False`.

@@ -203,14 +203,33 @@ def test_scores_are_rejected_by_performer_blocks():
         block(X, return_attention_scores=True)
 
 
-def test_performer_needs_zero_attention_dropout():
-    block = TransformerEncoderBlock(num_heads=2, intermediate_dim=16, dropout=0.1,
-                                    attention_kernel="performer")
-    with pytest.raises(ValueError, match=r"argument `dropout`, expected 0"):
-        block(X)
-    block = TransformerEncoderBlock(num_heads=2, intermediate_dim=16, dropout=0.1,
-                                    attention_dropout=0.0, attention_kernel="performer")
-    assert tuple(block(X).shape) == (2, 6, 16)
+def test_performer_takes_no_attention_dropout():
+    # Residual dropout only: the attention dropout defaults to 0 for the
+    # kernel that forms no attention weights, and is refused if given.
+    with pytest.raises(ValueError, match=r"incompatible arguments `attention_dropout` "
+                       r"and `attention_kernel`: the 'performer' kernel forms no "
+                       r"attention weights.*Received: attention_dropout=0\.1, "
+                       r"attention_kernel='performer'"):
+        TransformerEncoderBlock(num_heads=2, intermediate_dim=16, attention_dropout=0.1,
+                                attention_kernel="performer")
+    for attention_dropout in (None, 0.0):
+        block = TransformerEncoderBlock(
+            num_heads=2, intermediate_dim=16, dropout=0.1,
+            attention_dropout=attention_dropout, attention_kernel="performer")
+        assert tuple(block(X).shape) == (2, 6, 16)
+        assert block.self_attention.dropout == 0.0
+        assert block.self_attention_dropout.rate == 0.1
+        assert block.get_config()["attention_dropout"] == attention_dropout
+    decoder = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, dropout=0.1,
+                                      attention_kernel="performer")
+    decoder(X, X)
+    assert decoder.self_attention.dropout == 0.0
+    assert decoder.cross_attention.dropout == 0.0
+    # Kernels that form weights keep `dropout` as their default.
+    local = TransformerEncoderBlock(num_heads=2, intermediate_dim=16, dropout=0.1,
+                                    attention_kernel="local")
+    local(X)
+    assert local.self_attention.dropout == 0.1
 
 
 def test_kv_cache_is_rejected_by_efficient_decoders():
