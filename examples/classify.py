@@ -20,6 +20,13 @@ Other data:
     python examples/classify.py --csv reviews.csv --text-column text --label-column label
     python examples/classify.py --tfds imdb_reviews --download
 
+An efficient attention kernel in the encoder (`performer`, `linformer`,
+`local`, `big_bird`; `--kernel-option NAME=VALUE` sets its layer's options;
+the performer and linformer kernels form no token-by-token weights, so no
+heat map is drawn for them):
+
+    python examples/classify.py --attention-kernel big_bird --kernel-option block_size=16
+
 Several devices (docs/distributed.md):
 
     python examples/classify.py --strategy mirrored   # every GPU (or logical CPU)
@@ -80,6 +87,7 @@ def parse_args(argv=None):
     model.add_argument("--intermediate-dim", type=int, default=None)
     model.add_argument("--pooling", choices=("attention", "mean", "cls"), default="attention")
     model.add_argument("--dropout", type=float, default=0.1)
+    common.add_attention_kernel_arguments(model)
     model.add_argument("--learning-rate", type=float, default=5e-4)
     model.add_argument("--patience", type=int, default=4,
                        help="early stopping on validation accuracy (best weights kept)")
@@ -89,6 +97,8 @@ def parse_args(argv=None):
     for key, value in {**DEFAULTS, **(SMOKE if args.smoke else {})}.items():
         if getattr(args, key) is None or (args.smoke and key in SMOKE):
             setattr(args, key, value)
+    args.kernel_arguments = common.attention_kernel_arguments(
+        parser, args, args.max_length)
     return parser, args
 
 
@@ -147,6 +157,7 @@ def build_classifier(args, tokenizer, num_classes):
             intermediate_dim=args.intermediate_dim,
             pooling=args.pooling,
             dropout=args.dropout,
+            **args.kernel_arguments,
         )
 
     def compile_kwargs():
@@ -231,6 +242,7 @@ def main(argv=None):
     summary = {
         "data": description,
         "parameters": model.count_params(),
+        **args.kernel_arguments,
         "epochs_run": len(logs["loss"]),
         "train_seconds": round(train_seconds, 1),
         "best_val_accuracy": max(logs["val_accuracy"]) if "val_accuracy" in logs else None,

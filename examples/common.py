@@ -6,6 +6,7 @@ scripts from `examples/`, so this directory is on `sys.path`).
 """
 
 import argparse
+import ast
 import json
 import os
 import subprocess
@@ -20,6 +21,8 @@ from keras_attention.distribute import build_and_compile
 from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
+from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
+from keras_attention.models.model_parts import check_attention_kernel
 from keras_attention.visualization import plot_model_attention
 
 # The fresh process imports TensorFlow only: what a TF Serving user has.
@@ -43,6 +46,46 @@ print(json.dumps({
 
 class DataError(Exception):
     """Bad user data: the message names the file (and the line)."""
+
+
+def _kernel_option(text):
+    """`--kernel-option NAME=VALUE` -> `(name, value)`; the value is a Python
+    literal (`32`, `0.5`, `True`) or else the string itself."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(
+            f"expected NAME=VALUE (e.g. window_size=32), received {text!r}")
+    try:
+        value = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        pass
+    return name.strip(), value
+
+
+def add_attention_kernel_arguments(group):
+    """`--attention-kernel` and `--kernel-option` (the encoder's attention)."""
+    group.add_argument("--attention-kernel", choices=list(ATTENTION_KERNELS),
+                       default="dot_product",
+                       help="the encoder blocks' attention: exact (dot_product) "
+                            "or an efficient kernel")
+    group.add_argument("--kernel-option", type=_kernel_option, action="append",
+                       default=[], metavar="NAME=VALUE",
+                       help="an option of the kernel's layer, repeatable, e.g. "
+                            "window_size=32 (local), projection_dim=32 "
+                            "(linformer; its sequence_length is --max-length)")
+
+
+def attention_kernel_arguments(parser, args, sequence_length):
+    """The builder's `attention_kernel` / `attention_kernel_options` from
+    the flags, checked now (a parser error, before any data is loaded)."""
+    options = dict(args.kernel_option)
+    if args.attention_kernel == "linformer":
+        options.setdefault("sequence_length", sequence_length)
+    try:
+        options = check_attention_kernel(args.attention_kernel, None, options)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--attention-kernel {args.attention_kernel} / --kernel-option: {error}")
+    return dict(attention_kernel=args.attention_kernel, attention_kernel_options=options)
 
 
 def add_common_arguments(parser, name):
@@ -177,7 +220,13 @@ def token_strings(tokenizer, ids):
 
 
 def plot_attention_map(args, model, inputs, filename, query_tokens, key_tokens):
-    """Write the heat map chosen by `--plot-layer` / `--plot-head`; its path."""
+    """Write the heat map chosen by `--plot-layer` / `--plot-head`; its path
+    (`None` for an attention kernel that returns no token-by-token weights)."""
+    kernel = getattr(args, "attention_kernel", "dot_product")
+    if not getattr(ATTENTION_KERNELS[kernel], "returns_attention_scores", True):
+        print(f"attention heat map: none, the {kernel!r} kernel forms no "
+              "token-by-token attention weights")
+        return None
     path = os.path.join(args.plot_dir, filename)
     layer, _ = plot_model_attention(
         model,

@@ -19,6 +19,13 @@ Other data (paragraphs of your text files are the examples):
 
     python examples/pretrain_mlm.py --text-files my_corpus/
 
+An efficient attention kernel in the encoder (`performer`, `linformer`,
+`local`, `big_bird`; `--kernel-option NAME=VALUE` sets its layer's options;
+the performer and linformer kernels form no token-by-token weights, so no
+heat map is drawn for them):
+
+    python examples/pretrain_mlm.py --attention-kernel local --kernel-option window_size=16
+
 Several devices (docs/distributed.md):
 
     python examples/pretrain_mlm.py --strategy mirrored   # every GPU (or logical CPU)
@@ -79,6 +86,7 @@ def parse_args(argv=None):
     model.add_argument("--num-heads", type=int, default=None)
     model.add_argument("--intermediate-dim", type=int, default=None)
     model.add_argument("--dropout", type=float, default=0.1)
+    common.add_attention_kernel_arguments(model)
     model.add_argument("--learning-rate", type=float, default=1e-3)
     model.add_argument("--sentences", nargs="+", default=list(SENTENCES),
                        help="texts with [MASK] markers to fill in at the end")
@@ -86,6 +94,8 @@ def parse_args(argv=None):
     for key, value in {**DEFAULTS, **(SMOKE if args.smoke else {})}.items():
         if getattr(args, key) is None or (args.smoke and key in SMOKE):
             setattr(args, key, value)
+    args.kernel_arguments = common.attention_kernel_arguments(
+        parser, args, args.max_length)
     return parser, args
 
 
@@ -127,6 +137,7 @@ def build_masked_lm(args, tokenizer):
             num_heads=args.num_heads,
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
+            **args.kernel_arguments,
         )
 
     def compile_kwargs():
@@ -197,6 +208,7 @@ def main(argv=None):
     summary = {
         "data": description,
         "parameters": model.count_params(),
+        **args.kernel_arguments,
         "epochs": args.epochs,
         "train_seconds": round(train_seconds, 1),
         "final_loss": logs["loss"][-1],

@@ -9,6 +9,7 @@ import pathlib
 import subprocess
 import sys
 
+import keras
 import pytest
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -117,11 +118,45 @@ def test_generate_smoke_on_a_text_file(tmp_path, text_file):
 
 
 def test_pretrain_mlm_smoke_on_a_text_file(tmp_path, text_file):
+    # With a local attention kernel: the flags reach the builder, the
+    # export and its reload (the model file records the kernel).
     summary = _example("pretrain_mlm").main(
-        _output_flags(tmp_path) + ["--text-files", str(text_file)])
+        _output_flags(tmp_path) + ["--text-files", str(text_file),
+                                   "--attention-kernel", "local",
+                                   "--kernel-option", "window_size=4"])
     _check_outputs(summary, tmp_path, "pretrain_mlm_attention.png")
     assert summary["validation_perplexity"] > 1
     assert all("[MASK]" not in text for text in summary["served_filled"])
+    assert summary["attention_kernel"] == "local"
+    assert summary["attention_kernel_options"] == {"window_size": 4}
+    model = keras.saving.load_model(
+        pathlib.Path(summary["export"]) / "assets.extra" / "model.keras", safe_mode=True)
+    assert model.get_layer("encoder_block_0").self_attention.window_size == 4
+
+
+def test_classify_with_a_kernel_that_has_no_heat_map(tmp_path, class_folders):
+    # Linformer: its sequence_length is the padded length (--max-length);
+    # it returns no token-by-token weights, so the plot is skipped.
+    summary = _example("classify").main(
+        _output_flags(tmp_path) + ["--data-dir", str(class_folders),
+                                   "--attention-kernel", "linformer",
+                                   "--kernel-option", "projection_dim=8"])
+    assert summary["attention_kernel_options"] == {
+        "projection_dim": 8, "sequence_length": 32}
+    assert summary["attention_png"] is None
+    assert not (tmp_path / "plots" / "classify_attention.png").exists()
+    assert summary["served_equals_in_process"] is True
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--kernel-option", "window_size"], "expected NAME=VALUE"),
+    (["--attention-kernel", "local", "--kernel-option", "window=3"],
+     "Unrecognized keyword arguments passed to LocalAttention"),
+    (["--attention-kernel", "flash"], "invalid choice: 'flash'"),
+])
+def test_bad_kernel_flags_are_parser_errors(capsys, argv, message):
+    err = _error(capsys, "classify", ["--smoke"] + argv)
+    assert message in err
 
 
 @pytest.mark.slow

@@ -197,6 +197,10 @@ class LinformerAttention(MultiHeadAttention):
         Complexity", sections 3-4.
     """
 
+    # Its weights are over the k projected rows, not token by token:
+    # `return_attention_scores=True` is refused (plots skip this kernel).
+    returns_attention_scores = False
+
     def __init__(
         self,
         num_heads,

@@ -99,10 +99,12 @@ class PerformerAttention(MultiHeadAttention):
         (FAVOR+), sections 2.2-2.4 and 4.
     """
 
-    # No (T, S) attention weights exist to drop: the Transformer blocks
-    # default this kernel's attention dropout to 0 (see
-    # `TransformerEncoderBlock`'s `attention_dropout`).
+    # No (T, S) attention weights exist to drop or return: the Transformer
+    # blocks default this kernel's attention dropout to 0 (see
+    # `TransformerEncoderBlock`'s `attention_dropout`), and
+    # `return_attention_scores=True` is refused (plots skip this kernel).
     forms_attention_weights = False
+    returns_attention_scores = False
 
     def __init__(
         self,
