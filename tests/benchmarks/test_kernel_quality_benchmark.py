@@ -109,3 +109,59 @@ def test_local_pair_match_keeps_markers_within_the_distance(benchmark):
     assert distances.min() >= 1 and distances.max() == 8
     assert ((np.where(ids < 6, 1, 0)).sum(axis=1) == 2).all()
     assert 0.4 < labels.mean() < 0.6
+
+
+def test_task_defaults(benchmark):
+    pair = benchmark.parse_args([])
+    assert (pair.task, pair.length, pair.vocabulary_size) == ("pair_match", 64, 40)
+    docs = benchmark.parse_args(["--task", "docstring_families"])
+    assert (docs.length, docs.vocabulary_size) == (128, 4000)
+    given = benchmark.parse_args(["--task", "docstring_families", "--length", "96"])
+    assert given.length == 96
+
+
+def test_docstring_families_data_holds_out_validation_and_test(benchmark):
+    from keras_attention.data import docstring_classification_data
+
+    (ids, labels), (test_ids, test_labels) = benchmark.docstring_families_data(
+        length=24, vocabulary_size=300)
+    train_texts, train_labels, names = docstring_classification_data("train")
+    held_out = np.concatenate([docstring_classification_data(s)[1]
+                               for s in ("validation", "test")])
+    np.testing.assert_array_equal(labels, train_labels)
+    np.testing.assert_array_equal(test_labels, held_out)
+    assert ids.shape == (len(train_texts), 24) and ids.dtype == np.int32
+    assert test_ids.shape == (len(held_out), 24)
+    assert 0 <= ids.min() and ids.max() < 300 and test_ids.max() < 300
+    # Docstrings shorter than 24 word pieces are padded with id 0 (the
+    # classifier's mask) at the end only; long ones fill all 24 positions.
+    words = np.array([len(t.split()) for t in train_texts])
+    assert (ids[words > 60] != 0).all()
+    padded = ids == 0
+    assert padded.any()
+    assert (np.sort(padded, axis=1) == padded).all()  # zeros only trail
+    assert set(np.unique(labels)) == set(range(len(names)))
+
+
+def test_docstring_families_smoke_line(benchmark, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(benchmark.common, "RESULTS_DIR", str(tmp_path))
+    (line,) = benchmark.main(
+        ["--smoke", "--task", "docstring_families", "--kernels", "dot_product"])
+    config = line["config"]
+    assert config["task"] == "docstring_families" and config["markers"] is None
+    assert config["train_examples"] > config["test_examples"] > 0
+    assert "accuracy_by_marker_distance" not in line
+    assert 0.0 <= line["ours"] <= 1.0
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kernel_options_scaled_and_overridden(benchmark):
+    assert benchmark.kernel_options("local", 64, "scaled") == {"window_size": 8}
+    assert benchmark.kernel_options("local", 64, "scaled",
+                                    local_window_size=16) == {"window_size": 16}
+    assert benchmark.kernel_options("big_bird", 64, "scaled") == {"block_size": 4}
+    assert benchmark.kernel_options("linformer", 64, "scaled") == {
+        "sequence_length": 64, "projection_dim": 16}
+    assert benchmark.kernel_options("local", 64, "default") == {}
+    # The reach the distance buckets use follows the window.
+    assert benchmark.local_reach("local", {"window_size": 16}, 2) == 32
