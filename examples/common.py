@@ -62,27 +62,29 @@ def _kernel_option(text):
     return name.strip(), value
 
 
-def add_attention_kernel_arguments(group):
-    """`--attention-kernel` and `--kernel-option` (the encoder's attention)."""
-    group.add_argument("--attention-kernel", choices=list(ATTENTION_KERNELS),
+def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS)):
+    """`--attention-kernel` (one of `kernels`) and `--kernel-option`."""
+    group.add_argument("--attention-kernel", choices=list(kernels),
                        default="dot_product",
-                       help="the encoder blocks' attention: exact (dot_product) "
+                       help="the blocks' self-attention: exact (dot_product) "
                             "or an efficient kernel")
     group.add_argument("--kernel-option", type=_kernel_option, action="append",
                        default=[], metavar="NAME=VALUE",
                        help="an option of the kernel's layer, repeatable, e.g. "
-                            "window_size=32 (local), projection_dim=32 "
-                            "(linformer; its sequence_length is --max-length)")
+                            "window_size=32 (local), num_random_features=128 "
+                            "(performer), projection_dim=32 (linformer; its "
+                            "sequence_length is the padded length)")
 
 
-def attention_kernel_arguments(parser, args, sequence_length):
+def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=False):
     """The builder's `attention_kernel` / `attention_kernel_options` from
     the flags, checked now (a parser error, before any data is loaded)."""
     options = dict(args.kernel_option)
     if args.attention_kernel == "linformer":
         options.setdefault("sequence_length", sequence_length)
     try:
-        options = check_attention_kernel(args.attention_kernel, None, options)
+        options = check_attention_kernel(
+            args.attention_kernel, None, options, causal_decoding=causal_decoding)
     except (TypeError, ValueError) as error:
         parser.error(f"--attention-kernel {args.attention_kernel} / --kernel-option: {error}")
     return dict(attention_kernel=args.attention_kernel, attention_kernel_options=options)

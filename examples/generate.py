@@ -19,6 +19,13 @@ Other data:
     python examples/generate.py --text-files my_corpus/ notes.txt
     python examples/generate.py --tfds tiny_shakespeare --download
 
+Performer or sliding-window (local) self-attention; both keep a KV cache,
+so generation and the export work as with exact attention
+(`--kernel-option NAME=VALUE` sets the kernel layer's options; Performer
+draws no heat map):
+
+    python examples/generate.py --attention-kernel local --kernel-option window_size=32
+
 Several devices (docs/distributed.md):
 
     python examples/generate.py --strategy mirrored   # every GPU (or logical CPU)
@@ -42,6 +49,7 @@ import common
 import keras_attention as ka
 from keras_attention import data as ka_data
 from keras_attention.export import GeneratorPipeline
+from keras_attention.models.model_parts import CAUSAL_DECODING_KERNELS
 
 TFDS_NAMES = ("tiny_shakespeare",)
 DEFAULTS = dict(
@@ -79,6 +87,7 @@ def parse_args(argv=None):
     model.add_argument("--num-heads", type=int, default=None)
     model.add_argument("--intermediate-dim", type=int, default=None)
     model.add_argument("--dropout", type=float, default=0.0)
+    common.add_attention_kernel_arguments(model, CAUSAL_DECODING_KERNELS)
     model.add_argument("--learning-rate", type=float, default=2e-3)
     decode = parser.add_argument_group("generation (samples and the export)")
     decode.add_argument("--decode", choices=("sample", "greedy", "beam"), default="sample")
@@ -94,6 +103,8 @@ def parse_args(argv=None):
     for key, value in {**DEFAULTS, **(SMOKE if args.smoke else {})}.items():
         if getattr(args, key) is None or (args.smoke and key in SMOKE):
             setattr(args, key, value)
+    args.kernel_arguments = common.attention_kernel_arguments(
+        parser, args, args.sequence_length, causal_decoding=True)
     return parser, args
 
 
@@ -154,6 +165,7 @@ def build_language_model(args, tokenizer):
             num_heads=args.num_heads,
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
+            **args.kernel_arguments,
         )
 
     def compile_kwargs():
@@ -234,6 +246,7 @@ def main(argv=None):
     summary = {
         "data": description,
         "parameters": model.count_params(),
+        **args.kernel_arguments,
         "epochs": args.epochs,
         "train_seconds": round(train_seconds, 1),
         "final_loss": logs["loss"][-1],

@@ -13,7 +13,7 @@ def _causal_lm_graph(
     vocabulary_size, sequence_length, num_layers, hidden_dim, num_heads,
     intermediate_dim, dropout, activation, norm_first, layer_norm_epsilon,
     normalization, position_encoding, position_scheme, num_key_value_heads,
-    tie_output_embedding,
+    tie_output_embedding, attention_kernel="dot_product", attention_kernel_options=None,
 ):
     token_ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     embedding = parts.make_embedding(
@@ -25,6 +25,7 @@ def _causal_lm_graph(
     block_kwargs = parts.block_arguments(
         num_heads, intermediate_dim, num_key_value_heads, dropout, activation,
         norm_first, layer_norm_epsilon, normalization, position_scheme,
+        attention_kernel, attention_kernel_options,
     )
     x = parts.decoder_stack(x, num_layers, block_kwargs)  # (B, T, E)
     logits = parts.output_logits(x, embedding, tie_output_embedding, vocabulary_size)
@@ -47,6 +48,8 @@ def causal_lm(
     position_scheme=None,
     num_key_value_heads=None,
     tie_output_embedding=True,
+    attention_kernel="dot_product",
+    attention_kernel_options=None,
     name="causal_lm",
 ):
     """A GPT-style decoder-only Transformer language model.
@@ -88,6 +91,13 @@ def causal_lm(
         num_key_value_heads: key/value heads for grouped-query attention
             (`None`: one per query head).
         tie_output_embedding: whether the logits reuse the embedding table.
+        attention_kernel: the blocks' causal self-attention: `"dot_product"`
+            (exact), `"performer"` (FAVOR+ with prefix sums; position
+            scheme `None` or `"rotary"`) or `"local"` (a sliding window of
+            128 earlier keys, as in Longformer / Mistral). Each keeps a KV
+            cache, so `CausalLMGenerator` decodes with it.
+        attention_kernel_options: optional dict of the kernel layer's own
+            settings, passed to every block, e.g. `{"window_size": 32}`.
         name: the model name.
 
     Returns:
@@ -96,8 +106,11 @@ def causal_lm(
 
     Raises:
         ValueError: on a non-positive size, `hidden_dim` not divisible by
-            `num_heads`, a dropout rate outside `[0, 1)` or an unknown
-            option.
+            `num_heads`, a dropout rate outside `[0, 1)`, an unknown
+            option, an `attention_kernel` without cached causal decoding or
+            that does not take `position_scheme`, or kernel options its
+            layer refuses.
+        TypeError: on `attention_kernel_options` that are not a dict.
 
     Example:
 
@@ -123,6 +136,10 @@ def causal_lm(
     )
     parts.check_activation_name(activation)
     check_bool(tie_output_embedding, "tie_output_embedding")
+    attention_kernel_options = parts.check_attention_kernel(
+        attention_kernel, position_scheme, attention_kernel_options,
+        causal_decoding=True,
+    )
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,
@@ -139,5 +156,7 @@ def causal_lm(
         position_scheme=position_scheme,
         num_key_value_heads=num_key_value_heads,
         tie_output_embedding=tie_output_embedding,
+        attention_kernel=attention_kernel,
+        attention_kernel_options=attention_kernel_options,
     )
     return BuilderModel("causal_lm", arguments, name=name)

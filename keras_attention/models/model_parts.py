@@ -45,6 +45,10 @@ _BUILDER_REQUIRED_OPTIONS = {
 # Kernels that take no additive `attention_bias`, so no "relative" or
 # "alibi" position scheme (rotary embeddings act on the queries and keys).
 _KERNELS_WITHOUT_BIAS = ("performer", "linformer")
+# Kernels a causal language model can use: causal attention with a
+# self-attention KV cache for generation (Linformer's projections mix all
+# positions; BigBird's block pattern keeps no cache).
+CAUSAL_DECODING_KERNELS = ("dot_product", "performer", "local")
 
 
 def builder_attention_kernels():
@@ -62,9 +66,11 @@ def kernel_position_schemes(attention_kernel):
     return block_components.POSITION_SCHEMES
 
 
-def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_options=None):
+def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_options=None,
+                           causal_decoding=False):
     """Validate a builder's `attention_kernel`, its `attention_kernel_options`
-    and its `position_scheme`.
+    and its `position_scheme` (with `causal_decoding`, a kernel of
+    `CAUSAL_DECODING_KERNELS`).
 
     Returns:
         The options as a new dict, or `None` without options.
@@ -80,6 +86,13 @@ def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_o
     check_one_of(
         attention_kernel, "attention_kernel", tuple(block_components.ATTENTION_KERNELS)
     )
+    if causal_decoding and attention_kernel not in CAUSAL_DECODING_KERNELS:
+        raise ValueError(
+            "Received an invalid value for argument `attention_kernel`, expected "
+            f"one of {list(CAUSAL_DECODING_KERNELS)} (causal attention with a KV "
+            "cache for generation). Received: "
+            f"attention_kernel={attention_kernel!r}"
+        )
     options = block_components.check_attention_kernel_options(
         attention_kernel_options, attention_kernel
     )

@@ -52,7 +52,10 @@ def _check_outputs(summary, tmp_path, png):
     assert export == tmp_path / "export" / "1"
     assert (export / "saved_model.pb").is_file()
     assert (export / "assets.extra" / "model.keras").is_file()
-    assert (tmp_path / "plots" / png).stat().st_size > 0
+    if png is None:  # a kernel without token-by-token weights: no heat map
+        assert summary["attention_png"] is None
+    else:
+        assert (tmp_path / "plots" / png).stat().st_size > 0
     assert any(f.name.startswith("events") for f in (tmp_path / "logs").rglob("*"))
     assert summary["served_equals_in_process"] is True
 
@@ -117,6 +120,19 @@ def test_generate_smoke_on_a_text_file(tmp_path, text_file):
     assert len(summary["served_continuations"]) == 4
 
 
+def test_generate_smoke_with_performer_attention(tmp_path, text_file):
+    # Performer's KV-cached decoding inside the exported serving graph,
+    # reloaded in a fresh TensorFlow-only process (served == in-process).
+    summary = _example("generate").main(
+        _output_flags(tmp_path) + ["--text-files", str(text_file),
+                                   "--attention-kernel", "performer",
+                                   "--kernel-option", "num_random_features=16"])
+    _check_outputs(summary, tmp_path, None)
+    assert summary["attention_kernel"] == "performer"
+    assert summary["attention_kernel_options"] == {"num_random_features": 16}
+    assert len(summary["served_continuations"]) == 4
+
+
 def test_pretrain_mlm_smoke_on_a_text_file(tmp_path, text_file):
     # With a local attention kernel: the flags reach the builder, the
     # export and its reload (the model file records the kernel).
@@ -157,6 +173,11 @@ def test_classify_with_a_kernel_that_has_no_heat_map(tmp_path, class_folders):
 def test_bad_kernel_flags_are_parser_errors(capsys, argv, message):
     err = _error(capsys, "classify", ["--smoke"] + argv)
     assert message in err
+
+
+def test_generate_offers_only_kernels_with_cached_decoding(capsys):
+    err = _error(capsys, "generate", ["--smoke", "--attention-kernel", "big_bird"])
+    assert "invalid choice: 'big_bird'" in err
 
 
 @pytest.mark.slow

@@ -91,6 +91,49 @@ def test_local_kernel_with_a_window_over_everything_equals_dot_product():
     np.testing.assert_allclose(local(IDS), exact(IDS), atol=1e-5)
 
 
+def _greedy_by_full_passes(model, prompt, steps):
+    """Greedy continuation of a `(1, P)` prompt by re-running the whole
+    sequence each step (no cache): the reference for cached decoding."""
+    tokens = list(prompt[0])
+    for _ in range(steps):
+        logits = np.asarray(model(np.array([tokens], dtype="int32")))[0, -1]
+        tokens.append(int(np.argmax(logits[1:])) + 1)  # id 0 is never generated
+    return tokens
+
+
+@pytest.mark.parametrize("kernel,options,layer_cls", [
+    ("performer", {"num_random_features": 16}, PerformerAttention),
+    ("local", {"window_size": 2}, LocalAttention),
+])
+def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, layer_cls):
+    # Generation runs the kernel's KV-cache path one token at a time; the
+    # reference runs its whole-sequence path (prefix sums / blocks).
+    keras.utils.set_random_seed(0)
+    model = ka.models.causal_lm(
+        attention_kernel=kernel, attention_kernel_options=options,
+        position_scheme="rotary", **{**SMALL, "sequence_length": 12, "num_layers": 2})
+    assert type(model.get_layer("decoder_block_1").self_attention) is layer_cls
+    assert model.arguments["attention_kernel_options"] == options
+    model = _fit_save_reload(model, IDS[:, :-1], IDS[:, 1:], tmp_path)
+    # Right-padded prompts of different lengths (the longer one past the
+    # local window); each row against its own unpadded full passes.
+    prompts = np.array([[3, 4, 5, 6, 7], [8, 9, 0, 0, 0]], dtype="int32")
+    generator = ka.generation.CausalLMGenerator(model, jit_compile=False)
+    generated = np.asarray(generator.greedy_search(prompts, max_new_tokens=4))
+    assert generated[0].tolist() == _greedy_by_full_passes(model, prompts[:1], 4)
+    row = generated[1][generated[1] != 0].tolist()
+    assert row == _greedy_by_full_passes(model, prompts[1:, :2], 4)
+
+
+def test_causal_lm_refuses_kernels_without_cached_decoding():
+    for kernel, options in (("big_bird", None), ("linformer", {"sequence_length": 8})):
+        with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected "
+                           r"one of \['dot_product', 'performer', 'local'\] \(causal "
+                           r"attention with a KV cache for generation\)"):
+            ka.models.causal_lm(attention_kernel=kernel,
+                                attention_kernel_options=options, **SMALL)
+
+
 def _masked_lm(kernel, **kwargs):
     return ka.models.masked_lm(attention_kernel=kernel, **SMALL, **kwargs)
 

@@ -162,8 +162,11 @@ def positive_random_features(x, projection, is_query, valid=None):
 def _group_queries(features, kv_heads):
     """`(B, T, H, M) -> (B, T, K, G, M)` for grouped-query heads."""
     shape = ops.shape(features)
+    # Static G (heads are static): with a dynamic batch, `-1` would leave
+    # it unknown to the reshapes downstream.
+    groups = features.shape[2] // kv_heads
     return ops.reshape(
-        features, (shape[0], shape[1], kv_heads, -1, shape[3])
+        features, (shape[0], shape[1], kv_heads, groups, features.shape[3])
     )  # (B, T, K, G, M)
 
 
@@ -238,6 +241,54 @@ def favor_attention(
     if query_mask is not None:
         out = out * ops.cast(query_mask, "float32")[:, :, None, None]
     return out
+
+
+def favor_attention_with_mask(query, key, value, projection, mask, key_valid=None):
+    """FAVOR+ attention under an explicit mask, in the dense form.
+
+    `out = (A * M) V / ((A * M) 1)` with `A = phi(Q) phi(K)^T`: the same
+    estimate `favor_attention` computes (with the same features), for any
+    boolean mask M, in `O(T * S * M)` time and `(B, H, T, S)` memory. For
+    cached decoding, where T is one step's tokens and S the cache length;
+    `favor_attention` is the linear-time path for whole sequences.
+
+    Args:
+        query: `(B, T, H, D)`.
+        key: `(B, S, K, D)`.
+        value: `(B, S, K, Dv)`.
+        projection: `(M, D)` random projection.
+        mask: boolean, broadcastable to `(B, H, T, S)`: query `t` may
+            attend key `s`.
+        key_valid: optional boolean, broadcastable to `(B, S)`: the keys
+            that exist (e.g. the filled cache positions); the others get
+            zero features and stay out of the key stabilizer.
+
+    Returns:
+        float32 tensor `(B, T, H, Dv)`. Rows with no attendable key are zeros.
+    """
+    kv_heads = key.shape[2]
+    heads = query.shape[2]
+    q_feat = positive_random_features(query, projection, True)  # (B, T, H, M)
+    if key_valid is not None:
+        key_valid = ops.broadcast_to(
+            ops.cast(key_valid, "bool"), (ops.shape(key)[0], ops.shape(key)[1])
+        )  # (B, S)
+    k_feat = positive_random_features(key, projection, False, key_valid)  # (B,S,K,M)
+    q_feat = _group_queries(q_feat, kv_heads)  # (B, T, K, G, M)
+    scores = ops.einsum("btkgm,bskm->bkgts", q_feat, k_feat)  # (B, K, G, T, S)
+    shape = ops.shape(scores)
+    mask = ops.broadcast_to(
+        ops.cast(mask, "bool"), (shape[0], heads, shape[3], shape[4])
+    )  # (B, H, T, S)
+    mask = ops.reshape(mask, (shape[0], kv_heads, -1, shape[3], shape[4]))
+    scores = scores * ops.cast(mask, "float32")  # (B, K, G, T, S)
+    numerator = ops.einsum(
+        "bkgts,bske->btkge", scores, ops.cast(value, "float32")
+    )  # (B, T, K, G, Dv)
+    denominator = ops.transpose(ops.sum(scores, axis=-1), (0, 3, 1, 2))  # (B,T,K,G)
+    out = _safe_divide(numerator, denominator[..., None])  # (B, T, K, G, Dv)
+    out_shape = ops.shape(out)
+    return ops.reshape(out, (out_shape[0], out_shape[1], -1, out_shape[4]))
 
 
 def _causal_linear_attention(q_feat, k_feat, value, chunk_size):

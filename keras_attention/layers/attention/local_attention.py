@@ -27,11 +27,17 @@ class LocalAttention(MultiHeadAttention):
     K key/value heads, D `key_dim`, Dv `value_dim`. Inputs are rank 3,
     `(B, T, features)` and `(B, S, features)`.
 
-    Everything `MultiHeadAttention` supports applies, except a KV cache:
-    implicit and explicit masks, grouped heads, rotary embeddings, additive
-    `attention_bias`, dropout and `return_attention_scores` (the weights are
-    scattered into a dense `(B, H, T, S)` tensor, for inspection only). A
-    query with no attendable key in its window returns a zero context.
+    Everything `MultiHeadAttention` supports applies: implicit and
+    explicit masks, grouped heads, rotary embeddings, additive
+    `attention_bias`, dropout, `return_attention_scores` (the weights are
+    scattered into a dense `(B, H, T, S)` tensor, for inspection only) and
+    a self-attention KV cache for incremental decoding (`get_initial_cache`;
+    each step attends the cached keys inside its window, the band applied
+    to `MultiHeadAttention`'s cached attention; the cache holds every
+    position, `(B, S_max, K, D)`, like `MultiHeadAttention`'s). A
+    cross-attention cache is not supported: the window is over the
+    positions of one sequence. A query with no attendable key in its window
+    returns a zero context.
 
     Args:
         num_heads: number of query heads H.
@@ -70,17 +76,21 @@ class LocalAttention(MultiHeadAttention):
         training: whether dropout is active.
         attention_bias: optional float tensor of shape `(B or 1, H or 1,
             T or 1, S or 1)` added to the logits.
-        cache: must be `None` (no KV cache).
-        cache_index: must be `None`.
+        cache: optional self-attention cache `(key_cache, value_cache)`
+            from `get_initial_cache`; the new tokens are written at
+            `cache_index` (see `MultiHeadAttention`).
+        cache_index: position of the first new token in the cache; required
+            with a `cache`.
 
     Returns:
         `(B, T, output features)` tensor, or `(output, scores)` with
-        `return_attention_scores=True`.
+        `return_attention_scores=True`; the updated cache follows when a
+        `cache` is given.
 
     Raises:
         ValueError: on invalid constructor arguments (`window_size < 1`, and
             those of `MultiHeadAttention`), inputs or masks of the wrong
-            shape, or a `cache` / `cache_index`.
+            shape, or a `cache` without `cache_index` (cross-attention).
 
     Example:
 
@@ -134,16 +144,8 @@ class LocalAttention(MultiHeadAttention):
         )
         self.window_size = check_positive_int(window_size, "window_size")
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
-        """Not supported: `LocalAttention` keeps no KV cache.
-
-        Raises:
-            ValueError: always.
-        """
-        efficient_math.reject_cache_method(self, "get_initial_cache")
-
     def compute_cross_attention_cache(self, value, key=None):
-        """Not supported: `LocalAttention` keeps no KV cache.
+        """Not supported: the window is over the positions of one sequence.
 
         Raises:
             ValueError: always.
@@ -152,7 +154,12 @@ class LocalAttention(MultiHeadAttention):
 
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):
-        efficient_math.check_no_cache(self, cache, cache_index)
+        if cache is not None and cache_index is None:
+            efficient_math.reject_argument(
+                self, "cache_index", cache_index,
+                "the position of the new tokens in a self-attention cache (a "
+                "cross-attention cache has no window)",
+            )
         return super()._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
@@ -173,6 +180,12 @@ class LocalAttention(MultiHeadAttention):
         cache=None,
         cache_index=None,
     ):
+        if cache is not None:
+            return self._call_with_cache(
+                query, value, key, query_mask, value_mask, key_mask,
+                attention_mask, use_causal_mask, return_attention_scores,
+                training, attention_bias, cache, cache_index,
+            )
         self._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
@@ -232,6 +245,32 @@ class LocalAttention(MultiHeadAttention):
         if return_attention_scores:
             return output, scores
         return output
+
+    def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
+                         attention_mask, use_causal_mask, return_attention_scores,
+                         training, attention_bias, cache, cache_index):
+        """Decoding: `MultiHeadAttention`'s cached attention with the window
+        band `|i - j| <= w` over the cache positions (query `t` is at
+        position `cache_index + t`)."""
+        self._check_call_args(
+            query, value, key, attention_mask, attention_bias, cache, cache_index
+        )
+        query_positions = ops.cast(cache_index, "int32") + ops.arange(
+            ops.shape(query)[1], dtype="int32"
+        )  # (T,)
+        key_positions = ops.arange(ops.shape(cache[0])[1], dtype="int32")  # (S_max,)
+        distance = query_positions[:, None] - key_positions[None, :]  # (T, S_max)
+        band = ops.less_equal(ops.abs(distance), self.window_size)[None]  # (1, T, S_max)
+        if attention_mask is not None:
+            if len(attention_mask.shape) == 4:
+                band = band[:, None]  # (1, 1, T, S_max)
+            band = ops.logical_and(band, ops.cast(attention_mask, "bool"))
+        return super().call(
+            query, value, key=key, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=band, use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores, training=training,
+            attention_bias=attention_bias, cache=cache, cache_index=cache_index,
+        )
 
     def get_config(self):
         config = super().get_config()

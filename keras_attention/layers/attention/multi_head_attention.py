@@ -656,33 +656,9 @@ class MultiHeadAttention(keras.layers.Layer):
         if self.rotary_embedding is not None:
             query_proj = self.rotary_embedding(query_proj, start_index=start)
 
-        valid_keys = None
-        new_cache = None
-        if cache is not None and cache_index is None:
-            # Cross-attention: the cache holds the projected keys/values.
-            key_proj = ops.cast(cache[0], self.compute_dtype)  # (B, S, K, D)
-            value_proj = ops.cast(cache[1], self.compute_dtype)  # (B, S, K, Dv)
-            new_cache = (key_proj, value_proj)
-        else:
-            key_proj = self.key_dense(key)  # (B, T or S, K, D)
-            value_proj = self.value_dense(value)  # (B, T or S, K, Dv)
-            if self.rotary_embedding is not None:
-                key_proj = self.rotary_embedding(key_proj, start_index=start)
-            if cache is not None:
-                index = ops.cast(cache_index, "int32")
-                starts = (0, index, 0, 0)
-                key_proj = ops.slice_update(
-                    ops.cast(cache[0], self.compute_dtype), starts, key_proj
-                )  # (B, S_max, K, D)
-                value_proj = ops.slice_update(
-                    ops.cast(cache[1], self.compute_dtype), starts, value_proj
-                )  # (B, S_max, K, Dv)
-                new_cache = (key_proj, value_proj)
-                filled = index + ops.shape(query)[1]
-                positions = ops.arange(ops.shape(key_proj)[1], dtype="int32")
-                valid_keys = ops.reshape(
-                    ops.less(positions, filled), (1, 1, 1, -1)
-                )  # (1, 1, 1, S_max)
+        key_proj, value_proj, new_cache, valid_keys = self._keys_and_values(
+            query, value, key, cache, cache_index, start
+        )
 
         masks = dict(
             query_mask=query_mask,
@@ -745,6 +721,44 @@ class MultiHeadAttention(keras.layers.Layer):
         if cache is not None:
             results += (new_cache,)
         return results[0] if len(results) == 1 else results
+
+    def _keys_and_values(self, query, value, key, cache, cache_index, start):
+        """Projected keys and values, through the cache when one is given.
+
+        Returns:
+            `(key_proj (B, S, K, D), value_proj (B, S, K, Dv), new_cache,
+            valid_keys)`: with a self-attention cache the new tokens'
+            keys/values are written at `cache_index`, S is S_max and
+            `valid_keys` is the boolean `(1, 1, 1, S_max)` mask of the filled
+            positions; with a cross-attention cache (`cache_index=None`) the
+            cache is the keys/values. `new_cache` and `valid_keys` are `None`
+            without a cache.
+        """
+        if cache is not None and cache_index is None:
+            # Cross-attention: the cache holds the projected keys/values.
+            key_proj = ops.cast(cache[0], self.compute_dtype)  # (B, S, K, D)
+            value_proj = ops.cast(cache[1], self.compute_dtype)  # (B, S, K, Dv)
+            return key_proj, value_proj, (key_proj, value_proj), None
+        key_proj = self.key_dense(key)  # (B, T or S, K, D)
+        value_proj = self.value_dense(value)  # (B, T or S, K, Dv)
+        if self.rotary_embedding is not None:
+            key_proj = self.rotary_embedding(key_proj, start_index=start)
+        if cache is None:
+            return key_proj, value_proj, None, None
+        index = ops.cast(cache_index, "int32")
+        starts = (0, index, 0, 0)
+        key_proj = ops.slice_update(
+            ops.cast(cache[0], self.compute_dtype), starts, key_proj
+        )  # (B, S_max, K, D)
+        value_proj = ops.slice_update(
+            ops.cast(cache[1], self.compute_dtype), starts, value_proj
+        )  # (B, S_max, K, Dv)
+        filled = index + ops.shape(query)[1]
+        positions = ops.arange(ops.shape(key_proj)[1], dtype="int32")
+        valid_keys = ops.reshape(
+            ops.less(positions, filled), (1, 1, 1, -1)
+        )  # (1, 1, 1, S_max)
+        return key_proj, value_proj, (key_proj, value_proj), valid_keys
 
     # ------------------------------------------------------------------ #
     # Attention implementations

@@ -4,7 +4,9 @@ import keras
 from keras import ops
 
 from keras_attention.layers.attention import efficient_math
+from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.ops import merge_masks
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 
@@ -34,8 +36,15 @@ class PerformerAttention(MultiHeadAttention):
     Padding: masked keys contribute nothing; padded queries and queries with
     no attendable key return a zero context. Not available, because the
     T x S matrix is never formed: an explicit `attention_mask`,
-    `attention_bias`, `return_attention_scores`, attention `dropout`; nor a
-    KV cache. Each raises a `ValueError` naming the argument.
+    `attention_bias`, `return_attention_scores`, attention `dropout`, a
+    cross-attention cache. Each raises a `ValueError` naming the argument.
+
+    Decoding: a self-attention KV cache (`get_initial_cache`, as
+    `MultiHeadAttention`'s) holds the projected keys and values; each step
+    writes its tokens at `cache_index` and attends the filled positions
+    through the stored features in the masked form `(A * M) V / (A * M) 1`
+    with `A = phi(Q) phi(K)^T`, so cached steps give the estimate of a full
+    causal pass (`O(S_max M)` per generated token).
 
     Args:
         num_heads: number of query heads H.
@@ -72,11 +81,14 @@ class PerformerAttention(MultiHeadAttention):
         return_attention_scores: must be `False`.
         training: whether to redraw features (with `redraw_features`).
         attention_bias: must be `None`.
-        cache: must be `None` (no KV cache).
-        cache_index: must be `None`.
+        cache: optional self-attention cache `(key_cache, value_cache)`
+            from `get_initial_cache`.
+        cache_index: position of the first new token in the cache; required
+            with a `cache`.
 
     Returns:
-        `(B, T, output features)` tensor.
+        `(B, T, output features)` tensor; `(output, cache)` when a `cache`
+        is given.
 
     Raises:
         ValueError: on invalid constructor arguments (`num_random_features <
@@ -167,16 +179,8 @@ class PerformerAttention(MultiHeadAttention):
             trainable=False,
         )
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
-        """Not supported: `PerformerAttention` keeps no KV cache.
-
-        Raises:
-            ValueError: always.
-        """
-        efficient_math.reject_cache_method(self, "get_initial_cache")
-
     def compute_cross_attention_cache(self, value, key=None):
-        """Not supported: `PerformerAttention` keeps no KV cache.
+        """Not supported: `PerformerAttention` caches self-attention only.
 
         Raises:
             ValueError: always.
@@ -185,7 +189,12 @@ class PerformerAttention(MultiHeadAttention):
 
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):
-        efficient_math.check_no_cache(self, cache, cache_index)
+        if cache is not None and cache_index is None:
+            efficient_math.reject_argument(
+                self, "cache_index", cache_index,
+                "the position of the new tokens in a self-attention cache (no "
+                "cross-attention cache)",
+            )
         reason = "None (the T x S matrix is never formed)"
         if attention_mask is not None:
             efficient_math.reject_argument(
@@ -229,6 +238,11 @@ class PerformerAttention(MultiHeadAttention):
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
         key = value if key is None else key
+        if cache is not None:
+            return self._call_with_cache(
+                query, value, key, query_mask, value_mask, key_mask,
+                use_causal_mask, cache, cache_index,
+            )
         query_proj = self.query_dense(query)  # (B, T, H, D)
         key_proj = self.key_dense(key)  # (B, S, K, D)
         value_proj = self.value_dense(value)  # (B, S, K, Dv)
@@ -255,6 +269,32 @@ class PerformerAttention(MultiHeadAttention):
         )  # (B, T, H, Dv) float32
         attended = ops.cast(attended, self.compute_dtype)
         return self.output_dense(attended)  # (B, T, *output_shape)
+
+    def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
+                         use_causal_mask, cache, cache_index):
+        """Decoding: the new tokens' keys/values go into the cache (as in
+        `MultiHeadAttention`), and the queries attend the filled cache
+        positions through the fixed random features, in the masked dense
+        form (`efficient_math.favor_attention_with_mask`): the estimate a
+        full causal pass computes, one step at a time."""
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
+        key_proj, value_proj, new_cache, valid_keys = self._keys_and_values(
+            query, value, key, cache, cache_index, cache_index
+        )  # (B, S_max, K, D), (B, S_max, K, Dv), cache, (1, 1, 1, S_max)
+        mask = compute_attention_mask(
+            query, key_proj, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, use_causal_mask=use_causal_mask,
+            causal_offset=cache_index,
+        )  # (B|1, 1, T|1, S_max) or None
+        mask = merge_masks(mask, valid_keys)
+        attended = efficient_math.favor_attention_with_mask(
+            query_proj, key_proj, value_proj, self.random_projection, mask,
+            key_valid=valid_keys[0, 0],
+        )  # (B, T, H, Dv) float32
+        attended = ops.cast(attended, self.compute_dtype)
+        return self.output_dense(attended), new_cache  # (B, T, *output_shape)
 
     def compute_output_spec(self, query, value, key=None, return_attention_scores=False,
                             **kwargs):

@@ -209,26 +209,84 @@ def test_invalid_window_size(window):
         LocalAttention(num_heads=2, key_dim=4, window_size=window)
 
 
-def test_cache_is_rejected():
+def _decode(layer, x, max_length, prefill, **kwargs):
+    """Prefill `prefill` tokens through a fresh cache, then one token per
+    step: the `(B, T, E)` outputs of every position."""
+    cache = layer.get_initial_cache(batch_size=x.shape[0], max_length=max_length)
+    out, cache = layer(x[:, :prefill], x[:, :prefill], use_causal_mask=True,
+                       cache=cache, cache_index=0, **kwargs)
+    outputs = [np.asarray(out)]
+    for i in range(prefill, x.shape[1]):
+        out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                           cache=cache, cache_index=i, **kwargs)
+        outputs.append(np.asarray(out))
+    return np.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize("window,kv_heads,rotary", [
+    (1, None, False), (3, 1, True), (8, None, True)])
+def test_cached_decoding_equals_exact_attention_in_the_window(window, kv_heads, rotary):
+    # Reference: MultiHeadAttention with the same weights and the causal
+    # band 0 <= i - j <= w written out in NumPy, on the whole sequence.
+    keras.utils.set_random_seed(0)
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=window,
+                           num_key_value_heads=kv_heads,
+                           rotary_embedding=RotaryEmbedding() if rotary else None)
+    x = _rand(2, 7, 8)
+    layer(x, x)
+    exact = MultiHeadAttention(num_heads=2, key_dim=4, num_key_value_heads=kv_heads,
+                               rotary_embedding=RotaryEmbedding() if rotary else None)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    i, j = np.arange(7)[:, None], np.arange(7)[None, :]
+    band = (i - j >= 0) & (i - j <= window)
+    expected = np.asarray(exact(x, x, attention_mask=band[None]))
+    np.testing.assert_allclose(_decode(layer, x, 9, prefill=3), expected, atol=1e-5)
+    np.testing.assert_allclose(layer(x, x, use_causal_mask=True), expected, atol=1e-5)
+
+
+def test_cached_decoding_combines_an_attention_mask_with_the_window():
+    keras.utils.set_random_seed(0)
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
+    x = _rand(1, 5, 8)
+    layer(x, x)
+    exact = MultiHeadAttention(num_heads=2, key_dim=4)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    cache = layer.get_initial_cache(batch_size=1, max_length=6)
+    hidden = np.ones((1, 5, 6), bool)
+    hidden[:, :, 3] = False  # nobody sees position 3
+    out, _ = layer(x, x, use_causal_mask=True, cache=cache, cache_index=0,
+                   attention_mask=hidden)
+    i, j = np.arange(5)[:, None], np.arange(5)[None, :]
+    band = (i - j >= 0) & (i - j <= 2) & (j != 3)
+    np.testing.assert_allclose(out, exact(x, x, attention_mask=band[None]), atol=1e-5)
+
+
+def test_cache_errors():
     layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
     x = _rand(1, 3, 8)
-    cache = (np.zeros((1, 3, 2, 4), "float32"),) * 2
-    with pytest.raises(ValueError, match=r"argument `cache`, expected None \(no KV"):
-        layer(x, x, cache=cache, cache_index=0)
+    layer(x, x)
+    cache = layer.get_initial_cache(batch_size=1, max_length=3)
+    assert cache[0].shape == (1, 3, 2, 4)
+    with pytest.raises(ValueError, match=r"argument `cache_index`, expected the "
+                       r"position of the new tokens in a self-attention cache"):
+        layer(x, x, cache=cache)
     with pytest.raises(ValueError, match="argument `cache_index`, expected None"):
         layer(x, x, cache_index=0)
-    with pytest.raises(ValueError, match="a KV cache, so `get_initial_cache`"):
-        layer.get_initial_cache(batch_size=1, max_length=3)
     with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
+    with pytest.raises(ValueError, match="argument `cache_index`, expected 0 <= "):
+        layer(x, x, cache=cache, cache_index=2)
 
 
-def test_symbolic_cache_is_rejected():
+def test_symbolic_cached_call():
     layer = LocalAttention(num_heads=2, key_dim=4, window_size=2)
-    x = keras.Input((3, 8))
-    cache = (keras.Input((3, 2, 4)), keras.Input((3, 2, 4)))
-    with pytest.raises(ValueError, match="argument `cache`"):
-        layer(x, x, cache=cache, cache_index=0)
+    x = keras.Input((1, 8))
+    cache = (keras.Input((5, 2, 4)), keras.Input((5, 2, 4)))
+    out, new_cache = layer(x, x, cache=cache, cache_index=2, use_causal_mask=True)
+    assert tuple(out.shape) == (None, 1, 8)
+    assert tuple(new_cache[0].shape) == (None, 5, 2, 4)
 
 
 def test_bad_mask_shape_is_rejected():

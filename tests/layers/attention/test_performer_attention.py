@@ -5,6 +5,7 @@ features, feature redraw, masks and argument checks."""
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from harness import run_layer_test
 
 from keras_attention.layers import PerformerAttention
@@ -278,17 +279,80 @@ def test_unsupported_call_arguments(symbolic):
         layer(x, x, attention_bias=bias)
     with pytest.raises(ValueError, match="argument `return_attention_scores`, expec"):
         layer(x, x, return_attention_scores=True)
-    with pytest.raises(ValueError, match="PerformerAttention does not support it"):
+    with pytest.raises(ValueError, match="argument `cache_index`, expected None"):
         layer(x, x, cache_index=0)
 
 
-def test_cache_is_rejected():
+@pytest.mark.parametrize("kv_heads,rotary", [(None, False), (1, True)])
+def test_cached_decoding_equals_the_causal_prefix_sum_pass(kv_heads, rotary):
+    # The cached path (masked dense form over the cache, one token at a
+    # time) and the whole-sequence path (chunked prefix sums) compute the
+    # same FAVOR+ estimate with the layer's fixed random features.
+    keras.utils.set_random_seed(0)
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16,
+                               num_key_value_heads=kv_heads,
+                               rotary_embedding=RotaryEmbedding() if rotary else None)
+    x = _rand(2, 7, 8)
+    full = np.asarray(layer(x, x, use_causal_mask=True))
+    cache = layer.get_initial_cache(batch_size=2, max_length=9)
+    out, cache = layer(x[:, :3], x[:, :3], use_causal_mask=True, cache=cache,
+                       cache_index=0)
+    steps = [np.asarray(out)]
+    for i in range(3, 7):
+        out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                           cache=cache, cache_index=i)
+        steps.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    assert cache[0].shape == (2, 9, kv_heads or 2, 4)
+
+
+def test_masked_dense_form_matches_the_kernel_formula():
+    # favor_attention_with_mask against NumPy: weights phi(q).phi(k) under
+    # the mask, normalized per row (a row with no attendable key is zero).
+    query, key, value = _rand(1, 3, 2, 4), _rand(1, 5, 2, 4), _rand(1, 5, 2, 3)
+    projection = np.asarray(efficient_math.orthogonal_random_features(8, 4, seed=1))
+    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 0]], bool)
+    out = np.asarray(efficient_math.favor_attention_with_mask(
+        query, key, value, projection, mask[None, None]))
+
+    def phi(x):
+        x = x * 4 ** -0.25
+        return np.exp(x @ projection.T - 0.5 * (x ** 2).sum(-1, keepdims=True))
+
+    for h in range(2):
+        weights = phi(query[0, :, h]) @ phi(key[0, :, h]).T * mask  # (3, 5)
+        sums = weights.sum(-1, keepdims=True)
+        safe = np.where(sums > 0, sums, 1.0)
+        expected = np.where(sums > 0, weights @ value[0, :, h] / safe, 0.0)
+        np.testing.assert_allclose(out[0, :, h], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_cache_errors():
     layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
     x = _rand(1, 3, 8)
-    cache = (np.zeros((1, 3, 2, 4), "float32"),) * 2
-    with pytest.raises(ValueError, match=r"argument `cache`, expected None \(no KV"):
-        layer(x, x, cache=cache, cache_index=0)
-    with pytest.raises(ValueError, match="a KV cache, so `get_initial_cache`"):
-        layer.get_initial_cache(batch_size=1, max_length=3)
+    layer(x, x)
+    cache = layer.get_initial_cache(batch_size=1, max_length=3)
+    with pytest.raises(ValueError, match=r"argument `cache_index`, expected the "
+                       r"position of the new tokens in a self-attention cache"):
+        layer(x, x, cache=cache)
     with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
+
+
+@pytest.mark.parametrize("kv_heads", [None, 1])
+def test_causal_masked_layer_in_a_compiled_fit_with_unknown_batch(kv_heads):
+    # A traced call with a dynamic batch and a padding mask: the grouped
+    # features keep a static group axis for the chunked prefix sums.
+    keras.utils.set_random_seed(0)
+    ids = keras.Input((6,), dtype="int32")
+    x = keras.layers.Embedding(10, 8, mask_zero=True)(ids)  # Keras mask: ids != 0
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8,
+                               num_key_value_heads=kv_heads)
+    model = keras.Model(ids, layer(x, x, use_causal_mask=True))
+    model.compile(optimizer="adam", loss="mse", jit_compile=False)
+    data = np.array([[1, 2, 3, 4, 0, 0], [5, 6, 7, 8, 9, 1]] * 2, dtype="int32")
+    # Batched with an unknown batch size (NumPy inputs get a static one).
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (data, np.zeros((4, 6, 8), "float32"))).batch(2)
+    history = model.fit(dataset, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()

@@ -232,12 +232,28 @@ def test_performer_takes_no_attention_dropout():
     assert local.self_attention.dropout == 0.1
 
 
-def test_kv_cache_is_rejected_by_efficient_decoders():
+def test_kv_cache_is_rejected_by_block_sparse_decoders():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
-                                    attention_kernel="local")
+                                    attention_kernel="big_bird")
     block(X)
-    with pytest.raises(ValueError, match="LocalAttention does not support a KV cache"):
+    with pytest.raises(ValueError, match="BigBirdAttention does not support a KV cache"):
         block.get_initial_cache(batch_size=2, max_length=6)
+
+
+@pytest.mark.parametrize("kernel,options", [
+    ("local", {"window_size": 2}), ("performer", {"num_random_features": 16})])
+def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options):
+    keras.utils.set_random_seed(0)
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, norm_first=True,
+                                    attention_kernel=kernel,
+                                    attention_kernel_options=options)
+    full = np.asarray(block(X))  # (2, 6, 16), causal
+    cache = block.get_initial_cache(batch_size=2, max_length=6)
+    steps = []
+    for i in range(6):
+        out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i)
+        steps.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
