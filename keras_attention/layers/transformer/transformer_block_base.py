@@ -109,8 +109,8 @@ class TransformerBlockBase(keras.layers.Layer):
     def _attention(self, key_dim, use_rotary, name):
         return parts.make_attention(
             self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
-            self._attention_dropout_rate(), use_rotary, self.kernel_initializer, self.bias_initializer,
-            self.dtype_policy, name, self.attention_implementation,
+            self._attention_dropout_rate(), use_rotary, self.kernel_initializer,
+            self.bias_initializer, self.dtype_policy, name, self.attention_implementation,
             self.attention_kernel_options,
         )
 
