@@ -22,6 +22,12 @@ Other data:
     python examples/translate.py --tsv fra.txt --max-pairs 50000   # Tatoeba/Anki: source<TAB>target
     python examples/translate.py --tfds ted_hrlr_translate/pt_to_en --download
 
+An efficient attention kernel in the encoder (`performer` or `local`;
+the decoder stays exact; `--kernel-option NAME=VALUE` sets the
+kernel layer's options; Performer draws no heat map):
+
+    python examples/translate.py --attention-kernel local --kernel-option window_size=8
+
 Several devices (docs/distributed.md):
 
     python examples/translate.py --strategy mirrored   # every GPU (or logical CPU)
@@ -85,6 +91,9 @@ def parse_args(argv=None):
     model.add_argument("--num-heads", type=int, default=None)
     model.add_argument("--intermediate-dim", type=int, default=None)
     model.add_argument("--dropout", type=float, default=0.1)
+    # The export serves sources of any length: BigBird builds its block
+    # pattern for a static length and Linformer projects a fixed one.
+    common.add_attention_kernel_arguments(model, ("dot_product", "performer", "local"))
     model.add_argument("--label-smoothing", type=float, default=0.1)
     model.add_argument("--warmup-steps", type=int, default=None)
     model.add_argument("--bleu-samples", type=int, default=200,
@@ -99,6 +108,7 @@ def parse_args(argv=None):
     for key, value in {**DEFAULTS, **(SMOKE if args.smoke else {})}.items():
         if getattr(args, key) is None or (args.smoke and key in SMOKE):
             setattr(args, key, value)
+    args.kernel_arguments = common.attention_kernel_arguments(parser, args, None)
     return parser, args
 
 
@@ -169,6 +179,7 @@ def build_translator(args, source_tokenizer, target_tokenizer):
             num_heads=args.num_heads,
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
+            **args.kernel_arguments,
         )
 
     def compile_kwargs():
@@ -283,6 +294,7 @@ def main(argv=None):
     summary = {
         "data": description,
         "parameters": model.count_params(),
+        **args.kernel_arguments,
         "epochs": args.epochs,
         "train_seconds": round(train_seconds, 1),
         "final_loss": logs["loss"][-1],

@@ -96,11 +96,21 @@ def text_file(tmp_path):
 
 
 def test_translate_smoke_on_a_tsv(tmp_path, pairs_tsv):
+    # With a local-attention encoder (the decoder stays exact; the heat map
+    # is the decoder's cross-attention).
     summary = _example("translate").main(
-        _output_flags(tmp_path) + ["--tsv", str(pairs_tsv), "--tokenizer", "character"])
+        _output_flags(tmp_path) + ["--tsv", str(pairs_tsv), "--tokenizer", "character",
+                                   "--attention-kernel", "local",
+                                   "--kernel-option", "window_size=4"])
     _check_outputs(summary, tmp_path, "translate_attention.png")
     assert summary["data"].startswith(f"{pairs_tsv}: 80 train / 10 validation / 10 test")
     assert 0 <= summary["test_bleu"] <= 100 and len(summary["served_translations"]) == 5
+    assert summary["attention_kernel_options"] == {"window_size": 4}
+
+
+def test_translate_offers_only_kernels_for_any_source_length(capsys):
+    err = _error(capsys, "translate", ["--smoke", "--attention-kernel", "big_bird"])
+    assert "invalid choice: 'big_bird'" in err
 
 
 def test_classify_smoke_on_a_folder_per_class(tmp_path, class_folders):
