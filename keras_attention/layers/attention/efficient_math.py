@@ -46,17 +46,19 @@ def reject_argument(layer, argument, value, expected):
     )
 
 
-def reject_cache_method(layer, method):
-    """Raise for the KV-cache helpers that efficient layers do not have."""
+def reject_cache_method(layer, method, missing="a KV cache"):
+    """Raise for a KV-cache helper `layer` does not have (`missing`: what
+    it does not support, e.g. "a cross-attention cache")."""
     raise ValueError(
-        f"{type(layer).__name__} does not support a KV cache, so `{method}` is "
+        f"{type(layer).__name__} does not support {missing}, so `{method}` is "
         "unavailable (MultiHeadAttention provides cached decoding). Received: "
         f"a call to `{method}`"
     )
 
 
 def check_no_cache(layer, cache, cache_index):
-    """Efficient layers keep no KV cache: reject `cache` / `cache_index`."""
+    """For layers without a KV cache (Linformer, BigBird): reject `cache` /
+    `cache_index`."""
     if cache is not None:
         reject_argument(layer, "cache", cache, "None (no KV cache)")
     if cache_index is not None:

@@ -150,7 +150,10 @@ class LocalAttention(MultiHeadAttention):
         Raises:
             ValueError: always.
         """
-        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+        efficient_math.reject_cache_method(
+            self, "compute_cross_attention_cache",
+            "a cross-attention cache (its window is over the positions of one sequence)",
+        )
 
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):

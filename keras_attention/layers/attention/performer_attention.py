@@ -185,7 +185,10 @@ class PerformerAttention(MultiHeadAttention):
         Raises:
             ValueError: always.
         """
-        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+        efficient_math.reject_cache_method(
+            self, "compute_cross_attention_cache",
+            "a cross-attention cache",
+        )
 
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):

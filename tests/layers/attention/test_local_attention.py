@@ -274,7 +274,9 @@ def test_cache_errors():
         layer(x, x, cache=cache)
     with pytest.raises(ValueError, match="argument `cache_index`, expected None"):
         layer(x, x, cache_index=0)
-    with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
+    with pytest.raises(ValueError, match=r"LocalAttention does not support a cross-attention "
+                       r"cache \(its window is over the positions of one sequence\), so "
+                       r"`compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
     with pytest.raises(ValueError, match="argument `cache_index`, expected 0 <= "):
         layer(x, x, cache=cache, cache_index=2)

@@ -335,7 +335,8 @@ def test_cache_errors():
     with pytest.raises(ValueError, match=r"argument `cache_index`, expected the "
                        r"position of the new tokens in a self-attention cache"):
         layer(x, x, cache=cache)
-    with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
+    with pytest.raises(ValueError, match="PerformerAttention does not support a "
+                       "cross-attention cache, so `compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
 
 
