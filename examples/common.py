@@ -23,6 +23,7 @@ from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
 from keras_attention.models.model_parts import check_attention_kernel
+from keras_attention.models.model_parts import sequence_length_option
 from keras_attention.visualization import plot_model_attention
 
 # The fresh process imports TensorFlow only: what a TF Serving user has.
@@ -72,22 +73,40 @@ def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS)):
                        default=[], metavar="NAME=VALUE",
                        help="an option of the kernel's layer, repeatable, e.g. "
                             "window_size=32 (local), num_random_features=128 "
-                            "(performer), projection_dim=32 (linformer; its "
-                            "sequence_length is the padded length)")
+                            "(performer), projection_dim=32 (linformer), "
+                            "block_size=16 (big_bird); the sequence_length of "
+                            "linformer and big_bird is the padded length")
 
 
 def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=False):
     """The builder's `attention_kernel` / `attention_kernel_options` from
-    the flags, checked now (a parser error, before any data is loaded)."""
+    the flags, checked now (a parser error, before any data is loaded).
+
+    `sequence_length` (the padded length) becomes the `sequence_length`
+    option of Linformer and BigBird unless a flag gives one; `None` when
+    the data decides it: `with_sequence_length` adds it then (the check
+    here uses a stand-in)."""
     options = dict(args.kernel_option)
-    if args.attention_kernel == "linformer":
-        options.setdefault("sequence_length", sequence_length)
+    stand_in = sequence_length_option(args.attention_kernel, sequence_length or 1)
     try:
-        options = check_attention_kernel(
-            args.attention_kernel, None, options, causal_decoding=causal_decoding)
+        check_attention_kernel(args.attention_kernel, None, {**stand_in, **options},
+                               causal_decoding=causal_decoding)
     except (TypeError, ValueError) as error:
         parser.error(f"--attention-kernel {args.attention_kernel} / --kernel-option: {error}")
-    return dict(attention_kernel=args.attention_kernel, attention_kernel_options=options)
+    arguments = dict(attention_kernel=args.attention_kernel,
+                     attention_kernel_options=options or None)
+    if sequence_length is not None:
+        arguments = with_sequence_length(arguments, sequence_length)
+    return arguments
+
+
+def with_sequence_length(kernel_arguments, sequence_length):
+    """`kernel_arguments` with the padded length as the kernel's
+    `sequence_length` option where its layer takes one and no flag set it."""
+    kernel = kernel_arguments["attention_kernel"]
+    options = {**sequence_length_option(kernel, sequence_length),
+               **(kernel_arguments["attention_kernel_options"] or {})}
+    return dict(attention_kernel=kernel, attention_kernel_options=options or None)
 
 
 def add_common_arguments(parser, name):

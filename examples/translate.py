@@ -91,9 +91,9 @@ def parse_args(argv=None):
     model.add_argument("--num-heads", type=int, default=None)
     model.add_argument("--intermediate-dim", type=int, default=None)
     model.add_argument("--dropout", type=float, default=0.1)
-    # The export serves sources of any length: BigBird builds its block
-    # pattern for a static length and Linformer projects a fixed one.
-    common.add_attention_kernel_arguments(model, ("dot_product", "performer", "local"))
+    # The export serves sources of any length: BigBird and Linformer get the
+    # padded length as their `sequence_length` (block pattern, projections).
+    common.add_attention_kernel_arguments(model)
     model.add_argument("--label-smoothing", type=float, default=0.1)
     model.add_argument("--warmup-steps", type=int, default=None)
     model.add_argument("--bleu-samples", type=int, default=200,
@@ -179,7 +179,7 @@ def build_translator(args, source_tokenizer, target_tokenizer):
             num_heads=args.num_heads,
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
-            **args.kernel_arguments,
+            **common.with_sequence_length(args.kernel_arguments, length),
         )
 
     def compile_kwargs():
@@ -294,7 +294,8 @@ def main(argv=None):
     summary = {
         "data": description,
         "parameters": model.count_params(),
-        **args.kernel_arguments,
+        "attention_kernel": model.arguments["attention_kernel"],
+        "attention_kernel_options": model.arguments["attention_kernel_options"],
         "epochs": args.epochs,
         "train_seconds": round(train_seconds, 1),
         "final_loss": logs["loss"][-1],

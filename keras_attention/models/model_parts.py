@@ -16,6 +16,8 @@ finds the parts of a model by these names:
 Shape letters: B batch, T sequence length, E `hidden_dim`, V vocabulary size.
 """
 
+import inspect
+
 import keras
 
 from keras_attention.layers.position import TokenAndPositionEmbedding
@@ -57,6 +59,17 @@ def builder_attention_kernels():
     return tuple(
         k for k in block_components.ATTENTION_KERNELS if k not in _BUILDER_REQUIRED_OPTIONS
     )
+
+
+def sequence_length_option(attention_kernel, sequence_length):
+    """`{"sequence_length": sequence_length}` for a kernel whose layer is
+    built for a longest length (`"linformer"`'s projections, `"big_bird"`'s
+    block pattern for inputs of unknown length), else `{}`: the option a
+    caller that knows the padded length (a HyperModel, an example) adds."""
+    layer_cls = block_components.ATTENTION_KERNELS[attention_kernel]
+    if "sequence_length" in inspect.signature(layer_cls.__init__).parameters:
+        return {"sequence_length": sequence_length}
+    return {}
 
 
 def kernel_position_schemes(attention_kernel):

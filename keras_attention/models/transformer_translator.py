@@ -154,7 +154,9 @@ def transformer_translator(
             options. The decoder's self- and cross-attention stay
             `"dot_product"`: cached decoding needs `MultiHeadAttention`'s KV
             caches, which the efficient kernels do not keep. `"linformer"`
-            needs its `sequence_length` option (a static key length).
+            needs its `sequence_length` option (a static key length); give
+            `"big_bird"` one too when the model will serve sources of any
+            length (an export): it pads them to it.
         attention_kernel_options: optional dict of the encoder kernel
             layer's own settings, passed to every encoder block, e.g.
             `{"window_size": 32}` for `"local"`.

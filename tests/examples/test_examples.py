@@ -108,9 +108,20 @@ def test_translate_smoke_on_a_tsv(tmp_path, pairs_tsv):
     assert summary["attention_kernel_options"] == {"window_size": 4}
 
 
-def test_translate_offers_only_kernels_for_any_source_length(capsys):
-    err = _error(capsys, "translate", ["--smoke", "--attention-kernel", "big_bird"])
-    assert "invalid choice: 'big_bird'" in err
+def test_translate_smoke_with_a_big_bird_encoder(tmp_path, pairs_tsv):
+    # The export takes sources of any length: BigBird gets the padded length
+    # as its `sequence_length` (the block pattern it pads every input to),
+    # and the served translations equal the in-process ones.
+    summary = _example("translate").main(
+        _output_flags(tmp_path) + ["--tsv", str(pairs_tsv), "--tokenizer", "character",
+                                   "--attention-kernel", "big_bird",
+                                   "--kernel-option", "block_size=2",
+                                   "--kernel-option", "num_global_blocks=1",
+                                   "--kernel-option", "num_random_blocks=1"])
+    _check_outputs(summary, tmp_path, "translate_attention.png")
+    options = summary["attention_kernel_options"]
+    assert options.pop("sequence_length") >= 10  # the padded source/target length
+    assert options == {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1}
 
 
 def test_classify_smoke_on_a_folder_per_class(tmp_path, class_folders):

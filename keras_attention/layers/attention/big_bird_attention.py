@@ -75,9 +75,15 @@ class BigBirdAttention(MultiHeadAttention):
     `use_causal_mask=True` random blocks are drawn from earlier blocks only.
     Short inputs get fewer random blocks when not enough blocks remain.
 
+    Lengths: the pattern is built for static lengths, so by default inputs
+    need a static length (axis 1). With `sequence_length=L`, queries and
+    keys of any length up to `L`, static or not (a serving graph that takes
+    raw strings), are padded to `L` (masked) and attend with the pattern of
+    `L`, so a sequence gets the same blocks at every length of its batch,
+    in training and in serving; the cost is that of length `L`.
+
     Shape letters: B batch, T query length, S key length, H query heads,
-    K key/value heads, D `key_dim`, Dv `value_dim`. Inputs are rank 3 with
-    static lengths (the pattern is built for them).
+    K key/value heads, D `key_dim`, Dv `value_dim`, L `sequence_length`.
 
     Args:
         num_heads: number of query heads H.
@@ -89,6 +95,9 @@ class BigBirdAttention(MultiHeadAttention):
         num_random_blocks: number r of random key blocks per query block and
             head.
         pattern_seed: integer seed of the random block pattern.
+        sequence_length: `None` (the pattern of each call's static lengths),
+            or the length L the pattern is built for: inputs of any length
+            up to L are padded to it.
         value_dim: size of each value head Dv. Defaults to `key_dim`.
         num_key_value_heads: number of key/value heads K; must divide
             `num_heads`. Defaults to `num_heads`.
@@ -130,9 +139,11 @@ class BigBirdAttention(MultiHeadAttention):
 
     Raises:
         ValueError: on invalid constructor arguments (`block_size < 1`,
-            negative block counts, a non-integer `pattern_seed`, and those of
-            `MultiHeadAttention`), inputs with unknown lengths, masks of the
-            wrong shape, or a `cache` / `cache_index`.
+            negative block counts, a non-integer `pattern_seed`, a
+            `sequence_length < 1`, and those of `MultiHeadAttention`),
+            inputs with unknown lengths (without `sequence_length`) or
+            longer than `sequence_length`, masks of the wrong shape, or a
+            `cache` / `cache_index`.
 
     Example:
 
@@ -159,6 +170,7 @@ class BigBirdAttention(MultiHeadAttention):
         num_global_blocks=2,
         num_random_blocks=3,
         pattern_seed=0,
+        sequence_length=None,
         value_dim=None,
         num_key_value_heads=None,
         dropout=0.0,
@@ -196,6 +208,9 @@ class BigBirdAttention(MultiHeadAttention):
             num_random_blocks, "num_random_blocks"
         )
         self.pattern_seed = check_non_negative_int(pattern_seed, "pattern_seed")
+        self.sequence_length = check_positive_int(
+            sequence_length, "sequence_length", allow_none=True
+        )
 
     def block_pattern(self, query_length, key_length, use_causal_mask=False):
         """The key blocks each non-global query block attends, per head.
@@ -247,12 +262,24 @@ class BigBirdAttention(MultiHeadAttention):
                          cache, cache_index):
         efficient_math.check_no_cache(self, cache, cache_index)
         for name, tensor in (("query", query), ("value", value), ("key", key)):
-            if tensor is not None and len(tensor.shape) > 1 and tensor.shape[1] is None:
+            if tensor is None or len(tensor.shape) < 2:
+                continue
+            length = tensor.shape[1]
+            if self.sequence_length is None and length is None:
                 raise ValueError(
                     f"Received an invalid value for argument `{name}`, expected "
                     "a static length (axis 1): BigBirdAttention builds its "
-                    f"block pattern for it. Received: {name}.shape="
-                    f"{tuple(tensor.shape)}"
+                    "block pattern for it (or pass `sequence_length`, the "
+                    "length to pad to). Received: "
+                    f"{name}.shape={tuple(tensor.shape)}"
+                )
+            if self.sequence_length is not None and length is not None and (
+                length > self.sequence_length
+            ):
+                raise ValueError(
+                    f"Received an invalid value for argument `{name}`, expected "
+                    f"at most sequence_length={self.sequence_length} positions "
+                    f"(axis 1). Received: {name}.shape={tuple(tensor.shape)}"
                 )
         return super()._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
@@ -290,8 +317,68 @@ class BigBirdAttention(MultiHeadAttention):
         explicit = compute_attention_mask(
             query, key_proj, attention_mask=attention_mask
         )  # (B, 1 or H, T, S) or None
+        if self.sequence_length is None:
+            attended, weights = self._attend(
+                query_proj, key_proj, value_proj, q_mask, k_mask, explicit,
+                attention_bias, use_causal_mask, return_attention_scores, training,
+            )  # (B, T, H, Dv), (B, H, T, S) or None
+        else:
+            attended, weights = self._attend_padded(
+                query_proj, key_proj, value_proj, q_mask, k_mask, explicit,
+                attention_bias, use_causal_mask, return_attention_scores, training,
+            )
+        output = self.output_dense(attended)  # (B, T, *output_shape)
+        if not return_attention_scores:
+            return output
+        return output, weights
 
-        q_len, k_len = query.shape[1], key.shape[1]
+    def _attend_padded(self, query_proj, key_proj, value_proj, q_mask, k_mask,
+                       explicit, attention_bias, use_causal_mask, with_scores,
+                       training):
+        """`_attend` on queries and keys padded (and masked) to
+        `sequence_length`, so the pattern is that of `sequence_length`;
+        the results are cut back to the input lengths."""
+        length = self.sequence_length
+        q_len, k_len = ops.shape(query_proj)[1], ops.shape(key_proj)[1]
+
+        def pad(x, axes, value=0):
+            widths = [(0, 0)] * len(x.shape)
+            static = list(x.shape)
+            for axis in axes:
+                if x.shape[axis] == 1:  # broadcast axis of a bias or mask
+                    continue
+                widths[axis] = (0, length - ops.shape(x)[axis])
+                static[axis] = length
+            x = ops.pad(x, widths, constant_values=value)
+            # Make the padded length static (only the batch axis is unknown).
+            return ops.reshape(x, [-1 if d is None else d for d in static])
+
+        def token_mask(mask, like):
+            if mask is None:  # every position of an unmasked input is real
+                mask = ops.ones(ops.shape(like)[:2], dtype="bool")  # (B, T|S)
+            return pad(ops.cast(mask, "bool"), [1], False)  # (B, L)
+
+        q_mask = token_mask(q_mask, query_proj)
+        k_mask = token_mask(k_mask, key_proj)
+        if explicit is not None:
+            explicit = pad(ops.cast(explicit, "bool"), [2, 3], False)
+        if attention_bias is not None:
+            attention_bias = pad(attention_bias, [2, 3])
+        attended, weights = self._attend(
+            pad(query_proj, [1]), pad(key_proj, [1]), pad(value_proj, [1]),
+            q_mask, k_mask, explicit, attention_bias, use_causal_mask, with_scores,
+            training,
+        )  # (B, L, H, Dv), (B, H, L, L) or None
+        attended = attended[:, :q_len]  # (B, T, H, Dv)
+        if weights is not None:
+            weights = weights[:, :, :q_len, :k_len]  # (B, H, T, S)
+        return attended, weights
+
+    def _attend(self, query_proj, key_proj, value_proj, q_mask, k_mask, explicit,
+                attention_bias, use_causal_mask, return_attention_scores, training):
+        """Block-sparse attention of static-length projections:
+        `(B, T, H, Dv)` contexts and `(B, H, T, S)` weights (or `None`)."""
+        q_len, k_len = query_proj.shape[1], key_proj.shape[1]
         block = self.block_size
         num_q = -(-q_len // block)
         global_q = min(self.num_global_blocks, num_q)
@@ -360,13 +447,12 @@ class BigBirdAttention(MultiHeadAttention):
             self._collect(result, return_attention_scores, outputs, scores)
 
         attended = ops.concatenate(outputs, axis=1)[:, :q_len]  # (B, T, H, Dv)
-        output = self.output_dense(attended)  # (B, T, *output_shape)
         if not return_attention_scores:
-            return output
+            return attended, None
         weights = ops.concatenate(
             [ops.cast(s, self.compute_dtype) for s in scores], axis=2
         )[:, :, :q_len]  # (B, H, T, S)
-        return output, weights
+        return attended, weights
 
     @staticmethod
     def _collect(result, with_scores, outputs, scores):
@@ -384,6 +470,7 @@ class BigBirdAttention(MultiHeadAttention):
                 "num_global_blocks": self.num_global_blocks,
                 "num_random_blocks": self.num_random_blocks,
                 "pattern_seed": self.pattern_seed,
+                "sequence_length": self.sequence_length,
             }
         )
         return config

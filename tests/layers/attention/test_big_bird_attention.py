@@ -39,6 +39,26 @@ def test_harness_cross_attention_with_scores():
     )
 
 
+def test_harness_sequence_length_pads_shorter_inputs():
+    # Lengths 10 (queries) and 7 (keys) padded to the pattern of length 16.
+    run_layer_test(
+        BigBirdAttention,
+        {
+            "num_heads": 2,
+            "key_dim": 4,
+            "block_size": 2,
+            "num_global_blocks": 1,
+            "num_random_blocks": 1,
+            "sequence_length": 16,
+        },
+        {"query": _rand(2, 10, 8), "value": _rand(2, 7, 8)},
+        call_kwargs={"return_attention_scores": True},
+        expected_output_shape=[(2, 10, 8), (2, 2, 10, 7)],
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=0,
+    )
+
+
 def test_harness_causal_grouped_rotary_dropout():
     run_layer_test(
         BigBirdAttention,
@@ -222,6 +242,52 @@ def test_mixed_bfloat16_close_to_float32():
     )
 
 
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("t,s", [(13, 13), (9, 17), (20, 6)])
+def test_sequence_length_attends_with_the_pattern_of_that_length(causal, t, s):
+    """Shorter inputs attend as the first `t` queries and `s` keys of a
+    length-L input would: the sparse mask of (L, L), cut to (t, s)."""
+    length, heads = 20, 2
+    layer = BigBirdAttention(num_heads=heads, key_dim=4, block_size=2,
+                             num_global_blocks=1, num_random_blocks=2,
+                             pattern_seed=7, sequence_length=length)
+    query, value = _rand(2, t, 8), _rand(2, s, 8)
+    query_mask = RNG.random((2, t)) > 0.2
+    value_mask = RNG.random((2, s)) > 0.2
+    attention_mask = RNG.random((2, 1, t, s)) > 0.1
+    bias = _rand(1, heads, 1, s)  # broadcast along the queries
+    out, scores = layer(query, value, query_mask=query_mask, value_mask=value_mask,
+                        attention_mask=attention_mask, attention_bias=bias,
+                        use_causal_mask=causal, return_attention_scores=True)
+    mask = _sparse_mask(layer, length, length, causal)[None, :, :t, :s] & attention_mask
+    ref, ref_scores = _exact(layer, query, value, mask, query_mask=query_mask,
+                             value_mask=value_mask, attention_bias=bias,
+                             use_causal_mask=causal)
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_sequence_length_takes_unknown_lengths_fits_and_reloads(tmp_path):
+    """A functional model with unknown lengths (a serving graph's case)
+    trains, reloads in safe mode, and gives every length of input the
+    output of the same model at its padded length."""
+    tokens = keras.Input((None, 8))
+    layer = BigBirdAttention(num_heads=2, key_dim=4, block_size=2, num_global_blocks=1,
+                             num_random_blocks=1, sequence_length=12, name="big_bird")
+    model = keras.Model(tokens, layer(tokens, tokens, use_causal_mask=True))
+    model.compile("adam", "mse", jit_compile=False)
+    model.fit(_rand(8, 12, 8), _rand(8, 12, 8), epochs=1, batch_size=4, verbose=0)
+    path = str(tmp_path / "big_bird.keras")
+    model.save(path)
+    reloaded = keras.models.load_model(path, safe_mode=True)
+    assert reloaded.get_layer("big_bird").sequence_length == 12
+    x = _rand(2, 12, 8)
+    full = np.asarray(model(x))
+    for length in (12, 7, 1):
+        # Causal: a prefix's outputs do not depend on the positions after it.
+        np.testing.assert_allclose(reloaded(x[:, :length]), full[:, :length], atol=1e-5)
+
+
 # ---------------------------------------------------------------------------
 # Argument checks
 # ---------------------------------------------------------------------------
@@ -236,6 +302,7 @@ def test_mixed_bfloat16_close_to_float32():
         ({"num_random_blocks": 1.5},
          "argument `num_random_blocks`, expected a non-negative integer"),
         ({"pattern_seed": "x"}, "argument `pattern_seed`, expected a non-negative"),
+        ({"sequence_length": 0}, "argument `sequence_length`, expected a positive integer"),
     ],
 )
 def test_invalid_constructor_arguments(kwargs, match):
@@ -246,8 +313,17 @@ def test_invalid_constructor_arguments(kwargs, match):
 def test_unknown_length_is_rejected():
     layer = BigBirdAttention(num_heads=2, key_dim=4, block_size=2)
     x = keras.Input((None, 8))
-    with pytest.raises(ValueError, match="argument `query`, expected a static length"):
+    with pytest.raises(ValueError, match=r"argument `query`, expected a static length "
+                       r".*\(or pass `sequence_length`, the length to pad to\)"):
         layer(x, x)
+
+
+def test_inputs_longer_than_sequence_length_are_rejected():
+    layer = BigBirdAttention(num_heads=2, key_dim=4, block_size=2, sequence_length=6)
+    with pytest.raises(ValueError, match=r"argument `value`, expected at most "
+                       r"sequence_length=6 positions \(axis 1\)\. Received: "
+                       r"value.shape=\(1, 7, 8\)"):
+        layer(_rand(1, 6, 8), _rand(1, 7, 8))
 
 
 def test_block_pattern_arguments_are_checked():
