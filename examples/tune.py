@@ -111,6 +111,20 @@ def parse_args(argv=None):
 # Data and search spaces
 
 
+def kernel_option_space(length):
+    """Options of the efficient kernels, scaled to the padded `length` so
+    that each is really sparse or low-rank there (the layers' defaults, a
+    window of 128 and blocks of 64, would be exact attention at this
+    length); Linformer and BigBird also get `length` itself from the
+    HyperModel."""
+    return {
+        "performer": {"num_random_features": [64, 256]},
+        "linformer": {"projection_dim": [max(1, length // 8), max(1, length // 4)]},
+        "local": {"window_size": [max(1, length // 8), max(1, length // 4)]},
+        "big_bird": {"block_size": [max(1, length // 16), max(1, length // 8)]},
+    }
+
+
 def classifier_task(args):
     if args.tfds:
         splits = [ka_data.load_imdb_reviews(s, data_dir=args.data_dir, download=args.download)
@@ -131,10 +145,12 @@ def classifier_task(args):
     if args.smoke:
         space = dict(num_layers=1, num_heads=2, key_dim=[8, 16], intermediate_multiplier=2,
                      attention_kernel=["dot_product", "performer"],
+                     attention_kernel_options={"performer": {"num_random_features": [8, 16]}},
                      position_scheme=[None, "rotary"], warmup_steps=20, pooling=["cls", "mean"],
                      learning_rate=(1e-3, 3e-3))
     else:
         space = dict(num_layers=[1, 2], num_heads=[2, 4], key_dim=[16, 32],
+                     attention_kernel_options=kernel_option_space(tokenizer.sequence_length),
                      warmup_steps=[100, 400])  # every attention kernel (the default)
     hypermodel = TransformerClassifierHyperModel(
         vocabulary_size=tokenizer.vocabulary_size, sequence_length=tokenizer.sequence_length,
@@ -159,16 +175,19 @@ def translator_task(args):
         return dataset.map(lambda x, y: ({"source_ids": x[0], "target_ids": x[1]}, y))
 
     test = ka_data.make_translation_dataset(data.test_pairs, source, target, args.batch_size)
+    length = max(source.sequence_length, target.sequence_length)
     if args.smoke:
         space = dict(num_layers=1, num_heads=2, key_dim=[8, 16], intermediate_multiplier=2,
                      norm_first=[False, True], attention_kernel=["dot_product", "local"],
+                     attention_kernel_options={"local": {"window_size": [2, 4]}},
                      position_scheme=None, warmup_steps=20, learning_rate=(1e-3, 3e-3))
     else:
         space = dict(num_layers=[1, 2, 3], num_heads=[2, 4], key_dim=[16, 32],
+                     attention_kernel_options=kernel_option_space(length),
                      warmup_steps=[200, 800])  # every encoder attention kernel
     hypermodel = TransformerTranslatorHyperModel(
         vocabulary_size=source.vocabulary_size, target_vocabulary_size=target.vocabulary_size,
-        sequence_length=max(source.sequence_length, target.sequence_length), **space)
+        sequence_length=length, **space)
     pipeline = lambda model: TranslatorPipeline(  # noqa: E731
         model, source, target, strategy="greedy")
     return (hypermodel, as_dict(data.train_dataset), as_dict(data.validation_dataset),

@@ -15,6 +15,17 @@ different schemes, the scheme is a conditional hyper-parameter of the
 kernel: `position_scheme` for the kernels that take every scheme searched,
 `position_scheme_<kernel>` (a narrower choice) for the others, so no trial
 builds an impossible model.
+
+Attention-kernel options are searched the same way: `attention_kernel_options`
+maps a searched kernel to its layer's constructor options, each one value or
+a list of choices (`{"local": {"window_size": [16, 32]}}`). Each becomes the
+hyper-parameter `<kernel>_<option>` (`local_window_size`), conditional on
+`attention_kernel` being that kernel, so a trial only draws (and keras-tuner
+only shows as active) the options of the kernel it uses. Linformer's
+projections and BigBird's block pattern are built for a longest length: the
+HyperModels pass their `sequence_length` as that kernel option (so a
+translator trial with BigBird exports a serving graph that takes sources of
+any length).
 """
 
 import inspect
@@ -67,6 +78,89 @@ def check_name_choices(value, name, allowed):
     """Names out of `allowed`."""
     shown = sorted(str(a) for a in allowed)
     return check_choices(value, name, f"one of {shown}", lambda v: v in allowed)
+
+
+def _is_option_value(value):
+    """A value keras-tuner's `hp.Choice` can hold."""
+    return isinstance(value, (bool, str)) or _is_real(value)
+
+
+def derived_kernel_options(kernel, sequence_length):
+    """Options a HyperModel sets from its own arguments, not searched: its
+    longest length as the `sequence_length` of Linformer and BigBird (see
+    `model_parts.sequence_length_option`)."""
+    if sequence_length is None:
+        return {}
+    return model_parts.sequence_length_option(kernel, sequence_length)
+
+
+def check_kernel_option_choices(value, kernels, sequence_length=None):
+    """Per-kernel option choices: `{kernel: {option: value or [choices]}}`.
+
+    Every kernel must be one of the searched `kernels`; every option must be
+    one its layer takes, and every choice a value the layer accepts (checked
+    with the other options at their first choice and the derived options of
+    `derived_kernel_options`, by building the layer as the blocks do).
+
+    Returns:
+        `{kernel: {option: tuple of choices}}` for every searched kernel
+        (`{}` for a kernel without options).
+
+    Raises:
+        TypeError: if `value` or a kernel's entry is not a dict with string
+            keys.
+        ValueError: on a kernel that is not searched, a choice list that is
+            empty or mixes types, a value keras-tuner cannot hold, or an
+            option the kernel's layer refuses.
+    """
+    value = {} if value is None else value
+    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+        raise TypeError(
+            "Received an invalid value for argument `attention_kernel_options`, "
+            "expected None or a dict mapping searched attention kernels to dicts "
+            "of their options' choices. Received: "
+            f"attention_kernel_options={value!r} of type {type(value).__name__}"
+        )
+    unknown = [k for k in value if k not in kernels]
+    if unknown:
+        raise _invalid(
+            "attention_kernel_options",
+            f"keys among the searched attention_kernel choices {list(kernels)} "
+            f"(not {unknown})",
+            value,
+        )
+    space = {}
+    for kernel in kernels:
+        given = value.get(kernel, {})
+        name = f"attention_kernel_options[{kernel!r}]"
+        if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
+            raise TypeError(
+                f"Received an invalid value for argument `{name}`, expected a "
+                "dict of option names to one value or a list of choices. "
+                f"Received: {name}={given!r} of type {type(given).__name__}"
+            )
+        choices = {}
+        for option, option_value in given.items():
+            option_name = f"{name}[{option!r}]"
+            values = check_choices(
+                option_value, option_name, "a number, string or bool",
+                _is_option_value,
+            )
+            if len({type(v) for v in values}) > 1:
+                raise _invalid(option_name, "choices of one type", option_value)
+            choices[option] = values
+        first = {
+            **derived_kernel_options(kernel, sequence_length),
+            **{o: c[0] for o, c in choices.items()},
+        }
+        block_components.check_attention_kernel_options(first, kernel)
+        for option, values in choices.items():
+            for choice in values[1:]:
+                block_components.check_attention_kernel_options(
+                    {**first, option: choice}, kernel
+                )
+        space[kernel] = choices
+    return space
 
 
 def check_range(value, name, low, high, high_inclusive=False, positive=False):
@@ -144,6 +238,8 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
         position_scheme,
         learning_rate,
         warmup_steps,
+        attention_kernel_options=None,
+        sequence_length=None,
         name=None,
         tunable=True,
     ):
@@ -169,11 +265,26 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
                 "`attention_kernel` argument)",
                 attention_kernel,
             )
+        self._sequence_length = sequence_length
         if takes_kernel:
-            check_name_choices(
-                attention_kernel, "attention_kernel", model_parts.builder_attention_kernels()
+            # With the longest length known, Linformer's required option is too.
+            usable = tuple(
+                k for k in block_components.ATTENTION_KERNELS
+                if k in model_parts.builder_attention_kernels()
+                or derived_kernel_options(k, sequence_length)
             )
+            check_name_choices(attention_kernel, "attention_kernel", usable)
         self._takes_kernel = takes_kernel
+        if not takes_kernel and attention_kernel_options:
+            raise _invalid(
+                "attention_kernel_options",
+                f"None (the `{self.builder.__name__}` builder has no "
+                "`attention_kernel_options` argument)",
+                attention_kernel_options,
+            )
+        self._kernel_options = check_kernel_option_choices(
+            attention_kernel_options, self.attention_kernel, sequence_length
+        )
         self.position_encoding = check_name_choices(
             position_encoding, "position_encoding", POSITION_ENCODINGS
         )
@@ -220,6 +331,19 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
                 chosen = value
         return chosen
 
+    def _choose_kernel_options(self, hp, kernel):
+        """The options of `kernel`, or `None`. Every kernel's searched
+        options are registered, each conditional on its kernel, so every
+        trial sees the same space."""
+        chosen = {}
+        for k, choices in self._kernel_options.items():
+            with hp.conditional_scope("attention_kernel", [k]):
+                values = {o: choose(hp, f"{k}_{o}", c) for o, c in choices.items()}
+            if k == kernel:
+                chosen = values
+        options = {**derived_kernel_options(kernel, self._sequence_length), **chosen}
+        return options or None
+
     def transformer_arguments(self, hp):
         """Builder arguments and optimizer settings sampled from `hp`.
 
@@ -244,8 +368,10 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
         kernel = choose(hp, "attention_kernel", self.attention_kernel)
         scheme = self._choose_position_scheme(hp, kernel)
         arguments["position_scheme"] = None if scheme == NONE else scheme
+        options = self._choose_kernel_options(hp, kernel)
         if self._takes_kernel:
             arguments["attention_kernel"] = kernel
+            arguments["attention_kernel_options"] = options
         learning_rate = choose_float(hp, "learning_rate", self.learning_rate, "log")
         warmup_steps = choose(hp, "warmup_steps", self.warmup_steps)
         return arguments, learning_rate, warmup_steps

@@ -41,10 +41,12 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
         norm_first: pre-LN (`True`) and/or post-LN (`False`).
         attention_kernel: attention kernel names for the encoder's
             self-attention (the decoder stays `"dot_product"` for cached
-            decoding): `"dot_product"`, `"performer"`, `"local"`, `"big_bird"`. Position schemes a
-            kernel cannot take (`"relative"`, `"alibi"` with
-            `"performer"`) are left out of its trials: the scheme is then
-            the conditional hyper-parameter `position_scheme_performer`.
+            decoding): `"dot_product"`, `"performer"`, `"linformer"`,
+            `"local"`, `"big_bird"`.
+            Position schemes a kernel cannot take (`"relative"`,
+            `"alibi"` with `"performer"` and `"linformer"`) are left out
+            of its trials: the scheme is then the conditional
+            hyper-parameter `position_scheme_performer_linformer`.
         position_encoding: `"learned"` and/or `"sinusoidal"`.
         position_scheme: `None`/`"none"`, `"rotary"`, `"relative"`,
             `"alibi"`.
@@ -52,11 +54,22 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
             (sampled on a log scale).
         warmup_steps: warm-up steps of the schedule.
         label_smoothing: float in `[0, 1)` (0.1 in the paper), not tuned.
+        attention_kernel_options: `None` (each kernel's defaults), or a
+            dict from searched encoder kernels to their layer's options,
+            each one value or a list of choices, e.g. `{"local": {"window_size":
+            [16, 32]}, "performer": {"num_random_features": [64, 256]}}`.
+            Each option is the hyper-parameter `<kernel>_<option>`
+            (`local_window_size`), active only in that kernel's trials.
+            `sequence_length` is the `sequence_length` option of
+            `"linformer"` and `"big_bird"` unless given here.
         name: optional name of the HyperModel.
         tunable: whether its hyper-parameters are tuned.
 
     Raises:
-        ValueError: for an invalid size, choice or range.
+        ValueError: for an invalid size, choice or range, or kernel options
+            that are not searched or that the kernel's layer refuses.
+        TypeError: on `attention_kernel_options` that are not dicts of
+            option choices.
 
     Example:
 
@@ -90,12 +103,13 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
         intermediate_multiplier=(2, 4),
         dropout=(0.0, 0.3),
         norm_first=(False, True),
-        attention_kernel=("dot_product", "performer", "local", "big_bird"),
+        attention_kernel=("dot_product", "performer", "linformer", "local", "big_bird"),
         position_encoding=("sinusoidal", "learned"),
         position_scheme=(None, "rotary", "relative", "alibi"),
         learning_rate=(1e-4, 2e-3),
         warmup_steps=(400, 1000, 4000),
         label_smoothing=0.1,
+        attention_kernel_options=None,
         name=None,
         tunable=True,
     ):
@@ -111,6 +125,8 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
             position_scheme=position_scheme,
             learning_rate=learning_rate,
             warmup_steps=warmup_steps,
+            attention_kernel_options=attention_kernel_options,
+            sequence_length=sequence_length,
             name=name,
             tunable=tunable,
         )

@@ -1,6 +1,7 @@
 """The shared search-space helpers and the attention-kernel plumbing."""
 
 import keras_tuner
+import numpy as np
 import pytest
 
 from keras_attention.layers.attention import MultiHeadAttention
@@ -110,21 +111,128 @@ def test_builders_offer_the_efficient_kernels():
     hypermodel.build(hp)
     assert hp.get("attention_kernel") == "dot_product"
     space = {h.name: h for h in hp.space}
-    assert space["attention_kernel"].values == ["dot_product", "performer", "local", "big_bird"]
-    # Performer takes no attention bias: its trials choose among the schemes
-    # it can use, under their own name, active only for it.
+    assert space["attention_kernel"].values == [
+        "dot_product", "performer", "linformer", "local", "big_bird"]
+    # Performer and Linformer take no attention bias: their trials choose
+    # among the schemes they can use, under their own name, active only for
+    # them.
     assert space["position_scheme"].values == ["none", "relative"]
     assert [c.values for c in space["position_scheme"].conditions] == [
         ["dot_product", "local", "big_bird"]]
-    assert space["position_scheme_performer"].value == "none"  # fixed: one choice
-    assert [c.values for c in space["position_scheme_performer"].conditions] == [["performer"]]
-    for kernel, scheme in [("performer", None), ("big_bird", "relative")]:
+    fixed = space["position_scheme_performer_linformer"]
+    assert fixed.value == "none"  # fixed: one choice
+    assert [c.values for c in fixed.conditions] == [["performer", "linformer"]]
+    for kernel, scheme in [("performer", None), ("linformer", None), ("big_bird", "relative")]:
         # What an oracle does: a value for every hyper-parameter of the space.
         hp.values.update(attention_kernel=kernel, position_scheme="relative",
-                         position_scheme_performer="none")
+                         position_scheme_performer_linformer="none")
         model = hypermodel.build(hp)
         assert (model.arguments["attention_kernel"], model.arguments["position_scheme"]) == (
             kernel, scheme)
+        # The HyperModel's length is the length option of Linformer and BigBird.
+        expected = None if kernel == "performer" else {"sequence_length": 8}
+        assert model.arguments["attention_kernel_options"] == expected
+
+
+def _classifier_space(**overrides):
+    from keras_attention.tuning import TransformerClassifierHyperModel
+
+    space = dict(vocabulary_size=20, sequence_length=8, num_classes=2, num_layers=1,
+                 num_heads=2, key_dim=4, intermediate_multiplier=2, position_scheme=None,
+                 attention_kernel=["dot_product", "local", "performer", "linformer"],
+                 attention_kernel_options={
+                     "local": {"window_size": [2, 4]},
+                     "performer": {"num_random_features": 8, "redraw_features": [False, True]},
+                     "linformer": {"projection_dim": [2, 4]},
+                 })
+    space.update(overrides)
+    return TransformerClassifierHyperModel(**space)
+
+
+def test_kernel_options_are_hyper_parameters_of_their_kernel():
+    hypermodel = _classifier_space()
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.arguments["attention_kernel_options"] is None  # dot_product
+    space = {h.name: h for h in hp.space}
+    assert space["local_window_size"].values == [2, 4]
+    assert space["performer_num_random_features"].value == 8  # one value: fixed
+    assert space["performer_redraw_features"].__class__.__name__ == "Boolean"
+    assert space["linformer_projection_dim"].values == [2, 4]
+    for name, kernel in [("local_window_size", "local"),
+                         ("performer_num_random_features", "performer"),
+                         ("performer_redraw_features", "performer"),
+                         ("linformer_projection_dim", "linformer")]:
+        assert [c.values for c in space[name].conditions] == [[kernel]]
+        assert not hp.is_active(space[name])  # the default trial is dot_product
+    trials = [
+        ({"attention_kernel": "local", "local_window_size": 4}, "local",
+         {"window_size": 4}),
+        ({"attention_kernel": "performer", "performer_redraw_features": True}, "performer",
+         {"num_random_features": 8, "redraw_features": True}),
+        ({"attention_kernel": "linformer", "linformer_projection_dim": 4}, "linformer",
+         {"sequence_length": 8, "projection_dim": 4}),
+    ]
+    oracle = {name: space[name].default for name in space}  # a value for every one
+    for values, kernel, options in trials:
+        hp.values.update({**oracle, **values})
+        model = hypermodel.build(hp)
+        assert model.arguments["attention_kernel_options"] == options
+        layer = model.get_layer("encoder_block_0").self_attention
+        assert type(layer).__name__.lower().startswith(kernel)
+        for option, value in options.items():
+            assert getattr(layer, option) == value
+        model.fit(np.ones((4, 8), "int32"), np.zeros((4,), "int32"), epochs=1, verbose=0)
+
+
+def test_a_given_length_option_is_kept():
+    hypermodel = _classifier_space(
+        attention_kernel="big_bird",
+        attention_kernel_options={"big_bird": {"sequence_length": 16, "block_size": [2, 4]}})
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.arguments["attention_kernel_options"] == {"sequence_length": 16, "block_size": 2}
+    assert [h.name for h in hp.space if h.name.startswith("big_bird")] == [
+        "big_bird_sequence_length", "big_bird_block_size"]
+
+
+@pytest.mark.parametrize("options,error,message", [
+    ({"big_bird": {"block_size": 2}}, ValueError,
+     r"argument `attention_kernel_options`, expected keys among the searched "
+     r"attention_kernel choices \['dot_product', 'local', 'performer', 'linformer'\] "
+     r"\(not \['big_bird'\]\)"),
+    ({"local": {"window": 2}}, ValueError,
+     r"argument `attention_kernel_options` for attention_kernel='local' \(LocalAttention\): "
+     r"Unrecognized keyword arguments passed to LocalAttention: \{'window': 2\}"),
+    ({"local": {"window_size": [2, 0]}}, ValueError,
+     r"for attention_kernel='local' \(LocalAttention\).*argument `window_size`, expected "
+     r"a positive integer"),
+    ({"local": {"window_size": []}}, ValueError,
+     r"argument `attention_kernel_options\['local'\]\['window_size'\]`, expected a "
+     r"number, string or bool, or a non-empty list of them"),
+    ({"local": {"window_size": [2, "4"]}}, ValueError,
+     r"argument `attention_kernel_options\['local'\]\['window_size'\]`, expected "
+     r"choices of one type"),
+    ({"local": {"window_size": None}}, ValueError,
+     r"expected a number, string or bool, or a non-empty list of them"),
+    ({"local": [("window_size", 2)]}, TypeError,
+     r"argument `attention_kernel_options\['local'\]`, expected a dict of option names"),
+    ([("local", {})], TypeError,
+     r"argument `attention_kernel_options`, expected None or a dict mapping searched "
+     r"attention kernels"),
+])
+def test_invalid_kernel_options(options, error, message):
+    with pytest.raises(error, match=message):
+        _classifier_space(attention_kernel_options=options)
+
+
+def test_kernel_options_need_a_builder_that_takes_them():
+    with pytest.raises(ValueError, match=r"argument `attention_kernel_options`, expected "
+                       r"None \(the `_without_kernel` builder has no "
+                       r"`attention_kernel_options` argument\)"):
+        _NoKernel(attention_kernel="dot_product",
+                  attention_kernel_options={"dot_product": {"attention_implementation": "full"}},
+                  **SPACE)
 
 
 def test_kernels_the_builders_cannot_use():

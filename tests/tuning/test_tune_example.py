@@ -61,15 +61,23 @@ def _run_tune(tmp_path, *flags):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model,objective,kernels", [
-    ("classifier", "val_accuracy (max)", "dot_product, performer"),
-    ("translator", "val_loss (min)", "dot_product, local"),
+@pytest.mark.parametrize("model,objective,kernels,option", [
+    ("classifier", "val_accuracy (max)", "dot_product, performer",
+     "performer_num_random_features (Choice)\n{'default': 8, 'conditions': [{'class_name': "
+     "'Parent', 'config': {'name': 'attention_kernel', 'values': ['performer']}}], "
+     "'values': [8, 16], 'ordered': True}"),
+    ("translator", "val_loss (min)", "dot_product, local",
+     "local_window_size (Choice)\n{'default': 2, 'conditions': [{'class_name': "
+     "'Parent', 'config': {'name': 'attention_kernel', 'values': ['local']}}], "
+     "'values': [2, 4], 'ordered': True}"),
 ])
-def test_tune_smoke_random_search(tmp_path, model, objective, kernels):
+def test_tune_smoke_random_search(tmp_path, model, objective, kernels, option):
     out = _run_tune(tmp_path, "--model", model, "--tuner", "random")
     assert f"2 trial(s), objective {objective}" in out
-    # The attention kernel is searched (keras-tuner's space summary).
+    # The attention kernel is searched (keras-tuner's space summary), and
+    # the kernel's option, conditional on it.
     assert "attention_kernel (Choice)" in out
     assert f"'values': [{', '.join(repr(k) for k in kernels.split(', '))}]" in out
+    assert option in out
     (best,) = [line for line in out.splitlines() if line.startswith("best trial")]
     assert "attention_kernel=" in best
