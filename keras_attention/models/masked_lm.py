@@ -95,7 +95,8 @@ def masked_lm(
             (BigBird's and Longformer's encoders were pre-trained this way).
         attention_kernel_options: optional dict of the kernel layer's own
             settings, passed to every block, e.g. `{"window_size": 32}` for
-            `"local"`.
+            `"local"`. `"big_bird"`'s `pattern_seed` (default 0) is that of
+            the first block; block `i` uses `pattern_seed + i`.
         name: the model name.
 
     Returns:

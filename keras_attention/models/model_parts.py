@@ -217,17 +217,35 @@ def block_arguments(
     )
 
 
+def layer_block_arguments(block_kwargs, index):
+    """The arguments of block `index` of a stack: for a kernel with a random
+    block pattern (`"big_bird"`'s `pattern_seed`), block `i` draws its own
+    pattern, seed `pattern_seed + i` (0 + i by default), as each layer of
+    the BigBird paper's model draws its random blocks; all else is shared."""
+    kernel = block_kwargs["attention_kernel"]
+    layer_cls = block_components.ATTENTION_KERNELS[kernel]
+    if "pattern_seed" not in inspect.signature(layer_cls.__init__).parameters:
+        return block_kwargs
+    options = dict(block_kwargs["attention_kernel_options"] or {})
+    options["pattern_seed"] = options.get("pattern_seed", 0) + index
+    return {**block_kwargs, "attention_kernel_options": options}
+
+
 def encoder_stack(x, num_layers, block_kwargs, prefix="encoder"):
     """`num_layers` encoder blocks; the Keras padding mask rides along."""
     for i in range(num_layers):
-        x = TransformerEncoderBlock(**block_kwargs, name=f"{prefix}_block_{i}")(x)
+        x = TransformerEncoderBlock(
+            **layer_block_arguments(block_kwargs, i), name=f"{prefix}_block_{i}"
+        )(x)
     return final_norm(x, block_kwargs, f"{prefix}_final_norm")
 
 
 def decoder_stack(x, num_layers, block_kwargs, encoder_output=None):
     """`num_layers` decoder blocks (with cross-attention when given an encoder)."""
     for i in range(num_layers):
-        block = TransformerDecoderBlock(**block_kwargs, name=f"decoder_block_{i}")
+        block = TransformerDecoderBlock(
+            **layer_block_arguments(block_kwargs, i), name=f"decoder_block_{i}"
+        )
         x = block(x) if encoder_output is None else block(x, encoder_output)
     return final_norm(x, block_kwargs, "decoder_final_norm")
 

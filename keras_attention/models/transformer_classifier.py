@@ -111,7 +111,9 @@ def transformer_classifier(
             settings, passed to every block (`TransformerEncoderBlock`),
             e.g. `{"window_size": 32}` for `"local"` or
             `{"sequence_length": 512, "projection_dim": 128}` for
-            `"linformer"`.
+            `"linformer"`. `"big_bird"`'s `pattern_seed` (default 0) is
+            that of the first block; block `i` uses `pattern_seed + i`, so
+            every layer draws its own random blocks.
         name: the model name.
 
     Returns:

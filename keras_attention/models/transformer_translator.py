@@ -159,7 +159,9 @@ def transformer_translator(
             length (an export): it pads them to it.
         attention_kernel_options: optional dict of the encoder kernel
             layer's own settings, passed to every encoder block, e.g.
-            `{"window_size": 32}` for `"local"`.
+            `{"window_size": 32}` for `"local"`. `"big_bird"`'s
+            `pattern_seed` (default 0) is that of the first block; block `i`
+            uses `pattern_seed + i`.
         name: the model name.
 
     Returns:

@@ -76,6 +76,26 @@ def test_classifier_kernel_options_reach_every_block_and_reload(tmp_path):
     assert reloaded.get_layer("encoder_block_1").self_attention.projection_dim == 4
 
 
+@pytest.mark.parametrize("options,first_seed", [(None, 0), ({"pattern_seed": 5}, 5)])
+def test_big_bird_blocks_draw_their_own_random_blocks(tmp_path, options, first_seed):
+    # Each layer of the BigBird paper's model draws its own random blocks:
+    # block i gets pattern_seed + i, recorded in its config, kept on reload.
+    keras.utils.set_random_seed(0)
+    options = None if options is None else {**options, "block_size": 1}
+    model = ka.models.transformer_classifier(
+        num_classes=3, pooling="mean", attention_kernel="big_bird",
+        attention_kernel_options=options or {"block_size": 1},
+        **{**SMALL, "num_layers": 3})
+    layers = [model.get_layer(f"encoder_block_{i}").self_attention for i in range(3)]
+    assert [layer.pattern_seed for layer in layers] == [first_seed + i for i in range(3)]
+    patterns = [layer.block_pattern(8, 8)[0] for layer in layers]
+    assert not all(np.array_equal(patterns[0], p) for p in patterns[1:])
+    assert model.arguments["attention_kernel_options"] == (options or {"block_size": 1})
+    reloaded = _fit_save_reload(model, IDS, np.array([0, 2]), tmp_path)
+    assert [reloaded.get_layer(f"encoder_block_{i}").self_attention.pattern_seed
+            for i in range(3)] == [first_seed + i for i in range(3)]
+
+
 def test_translator_kernel_options_reach_the_encoder_only():
     model = ka.models.transformer_translator(
         attention_kernel="local", attention_kernel_options={"window_size": 1}, **SMALL)
