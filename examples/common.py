@@ -24,6 +24,7 @@ from keras_attention.export import export_for_serving
 from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
 from keras_attention.models.model_parts import check_attention_kernel
 from keras_attention.models.model_parts import sequence_length_option
+from keras_attention.visualization import attention_layer_names
 from keras_attention.visualization import plot_model_attention
 
 # The fresh process imports TensorFlow only: what a TF Serving user has.
@@ -242,9 +243,10 @@ def token_strings(tokenizer, ids):
 
 def plot_attention_map(args, model, inputs, filename, query_tokens, key_tokens):
     """Write the heat map chosen by `--plot-layer` / `--plot-head`; its path
-    (`None` for an attention kernel that returns no token-by-token weights)."""
-    kernel = getattr(args, "attention_kernel", "dot_product")
-    if not getattr(ATTENTION_KERNELS[kernel], "returns_attention_scores", True):
+    (`None` when no attention layer of the model forms token-by-token
+    weights: every block has a Performer or Linformer kernel)."""
+    if not attention_layer_names(model):
+        kernel = getattr(args, "attention_kernel", "dot_product")
         print(f"attention heat map: none, the {kernel!r} kernel forms no "
               "token-by-token attention weights")
         return None

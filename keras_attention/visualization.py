@@ -4,7 +4,10 @@
 layer (inference mode: no dropout) and returns the attention weights of
 every attention sub-layer, keyed `"<block name>/<kind>"`, e.g.
 `"encoder_block_0/self_attention"` or `"decoder_block_1/cross_attention"`.
-`plot_attention` draws one `(T, S)` map, one head or all heads side by
+Layers of a kernel that forms no token-by-token weights (Performer,
+Linformer: `returns_attention_scores = False`) are run but have no entry;
+`attention_layer_names` lists the entries a model has. `plot_attention`
+draws one `(T, S)` map, one head or all heads side by
 side, with the tokens on the axes, into a PNG file (matplotlib's Agg
 renderer: no display needed). `plot_model_attention` does both for one
 example and one layer.
@@ -18,7 +21,9 @@ import numpy as np
 
 from keras_attention.utils import validation
 
-__all__ = ["attention_scores", "plot_attention", "plot_model_attention"]
+__all__ = [
+    "attention_layer_names", "attention_scores", "plot_attention", "plot_model_attention",
+]
 
 _BUILDERS = ("transformer_translator", "transformer_classifier", "masked_lm", "causal_lm")
 
@@ -38,7 +43,11 @@ def _run_encoder(model, token_ids, embedding_name, scores):
     x = model.get_layer(embedding_name)(token_ids)  # (B, S, E)
     for i in range(arguments["num_layers"]):
         name = f"encoder_block_{i}"
-        x, weights = model.get_layer(name)(
+        block = model.get_layer(name)
+        if not _returns_scores(block.self_attention):
+            x = block(x, padding_mask=mask, training=False)
+            continue
+        x, weights = block(
             x, padding_mask=mask, return_attention_scores=True, training=False
         )
         scores[f"{name}/self_attention"] = _to_numpy(weights)  # (B, H, S, S)
@@ -56,19 +65,73 @@ def _run_decoder(model, token_ids, embedding_name, num_layers, scores, encoded=N
     for i in range(num_layers):
         name = f"decoder_block_{i}"
         block = model.get_layer(name)
-        if encoded is None:
-            y, weights = block(
-                y, decoder_padding_mask=mask, return_attention_scores=True,
-                training=False,
-            )
-        else:
-            y, weights = block(
-                y, encoded[0], decoder_padding_mask=mask,
-                encoder_padding_mask=encoded[1], return_attention_scores=True,
-                training=False,
-            )
+        args, kwargs = (y,), dict(decoder_padding_mask=mask, training=False)
+        if encoded is not None:
+            args, kwargs["encoder_padding_mask"] = (y, encoded[0]), encoded[1]
+        if not _returns_scores(block.self_attention):
+            y = block(*args, **kwargs)
+            continue
+        y, weights = block(*args, return_attention_scores=True, **kwargs)
         for kind, value in weights.items():
             scores[f"{name}/{kind}"] = _to_numpy(value)  # (B, H, T, T or S)
+
+
+def _returns_scores(attention):
+    """Whether an attention layer forms token-by-token weights to return."""
+    return getattr(attention, "returns_attention_scores", True)
+
+
+def _check_builder(model):
+    builder = getattr(model, "builder", None)
+    if builder not in _BUILDERS:
+        raise ValueError(
+            "Received an invalid value for argument `model`, expected a model "
+            "built by keras_attention.models (one of "
+            f"{list(_BUILDERS)}). Received: {getattr(model, 'name', model)!r} "
+            f"(builder={builder!r})"
+        )
+    return builder
+
+
+def attention_layer_names(model):
+    """The keys `attention_scores(model, ...)` returns, without running it.
+
+    Attention layers of a kernel that forms no token-by-token weights
+    (`PerformerAttention`, `LinformerAttention`) are left out, so the list
+    is empty for a classifier with a Performer kernel, and holds the
+    decoder's layers for a translator with a Performer encoder.
+
+    Args:
+        model: a model built by `keras_attention.models`.
+
+    Returns:
+        list of `"<block>/<kind>"` names, in layer order.
+
+    Raises:
+        ValueError: if `model` was not built by one of those builders.
+
+    Example:
+
+    ```python
+    import keras_attention as ka
+    from keras_attention.visualization import attention_layer_names
+    model = ka.models.transformer_classifier(
+        vocabulary_size=20, sequence_length=6, num_classes=2, num_layers=2,
+        hidden_dim=8, num_heads=2, intermediate_dim=16)
+    attention_layer_names(model)
+    # ['encoder_block_0/self_attention', 'encoder_block_1/self_attention']
+    ```
+    """
+    _check_builder(model)
+    names = []
+    for layer in model.layers:
+        if not layer.name.startswith(("encoder_block_", "decoder_block_")):
+            continue
+        if _returns_scores(layer.self_attention):
+            names.append(f"{layer.name}/self_attention")
+        if getattr(layer, "cross_attention", None) is not None:
+            names.append(f"{layer.name}/cross_attention")
+    return names
 
 
 def attention_scores(model, inputs):
@@ -90,7 +153,8 @@ def attention_scores(model, inputs):
     Returns:
         dict `"<block>/<kind>"` -> float NumPy array `(B, H, T, S)`, kinds
         `"self_attention"` and (translator decoder) `"cross_attention"`, in
-        layer order.
+        layer order (the keys of `attention_layer_names`: layers of a
+        Performer or Linformer kernel have none).
 
     Raises:
         ValueError: if `model` was not built by one of those builders, or a
@@ -111,14 +175,7 @@ def attention_scores(model, inputs):
     """
     import keras
 
-    builder = getattr(model, "builder", None)
-    if builder not in _BUILDERS:
-        raise ValueError(
-            "Received an invalid value for argument `model`, expected a model "
-            "built by keras_attention.models (one of "
-            f"{list(_BUILDERS)}). Received: {getattr(model, 'name', model)!r} "
-            f"(builder={builder!r})"
-        )
+    builder = _check_builder(model)
     arguments = model.arguments
     scores = {}
     if builder == "transformer_translator":
@@ -296,7 +353,9 @@ def plot_model_attention(
         `(layer name, Figure)`.
 
     Raises:
-        ValueError: for an unknown `layer`, an `index` outside the batch,
+        ValueError: for an unknown `layer`, a model without attention
+            weights (every layer Performer or Linformer), an `index` outside
+            the batch,
             or the errors of `attention_scores` and `plot_attention`.
 
     Example:
@@ -316,6 +375,14 @@ def plot_model_attention(
     """
     scores = attention_scores(model, inputs)
     names = list(scores)
+    if not names:
+        raise ValueError(
+            "Received an invalid value for argument `model`, expected a model "
+            "with an attention layer that forms attention weights; its "
+            f"attention kernel ({model.arguments.get('attention_kernel')!r}) "
+            "forms none token by token. Received: "
+            f"{getattr(model, 'name', model)!r}"
+        )
     if layer is None:
         layer = -1
     if isinstance(layer, (int, np.integer)) and not isinstance(layer, bool):

@@ -1,10 +1,12 @@
 """Attention weights of built models and their heat-map PNGs."""
 
+import keras
 import matplotlib.image
 import numpy as np
 import pytest
 
 import keras_attention as ka
+from keras_attention.visualization import attention_layer_names
 from keras_attention.visualization import attention_scores
 from keras_attention.visualization import plot_attention
 from keras_attention.visualization import plot_model_attention
@@ -48,6 +50,7 @@ def test_translator_scores_shapes_and_masks():
         "decoder_block_1/self_attention",
         "decoder_block_1/cross_attention",
     ]
+    assert attention_layer_names(model) == list(scores)
     source_mask, target_mask = SOURCE != 0, TARGET != 0
     for name, weights in scores.items():
         if name.startswith("encoder"):
@@ -59,6 +62,52 @@ def test_translator_scores_shapes_and_masks():
         else:
             assert weights.shape == (2, 2, 4, 4)
             _check_rows(weights, target_mask, target_mask, causal=True)
+
+
+@pytest.mark.parametrize("kernel,options", [
+    ("performer", None), ("linformer", {"sequence_length": 8, "projection_dim": 4})])
+def test_kernels_without_weights_leave_their_layers_out(tmp_path, kernel, options):
+    # A translator with such an encoder keeps the decoder's maps, computed
+    # on the encoder output of the model itself: the cross-attention equals
+    # softmax over the keys the model's own logits attend.
+    model = _translator(attention_kernel=kernel, attention_kernel_options=options)
+    inputs = {"source_ids": SOURCE, "target_ids": TARGET}
+    names = attention_layer_names(model)
+    assert names == ["decoder_block_0/self_attention", "decoder_block_0/cross_attention",
+                     "decoder_block_1/self_attention", "decoder_block_1/cross_attention"]
+    scores = attention_scores(model, inputs)
+    assert list(scores) == names
+    _check_rows(scores["decoder_block_0/cross_attention"], TARGET != 0, SOURCE != 0)
+    # Same encoder output as the model: the cross-attention of block 0 is
+    # softmax(q k^T / sqrt(D)) on the encoder output of the model's own pass.
+    probe = keras.Model(model.inputs, model.get_layer("encoder_block_1").output)
+    encoded = np.asarray(probe(inputs))
+    block = model.get_layer("decoder_block_0")
+    target = np.asarray(model.get_layer("embedding" if model.arguments["share_embeddings"]
+                                        else "target_embedding")(TARGET))
+    hidden = np.asarray(block.self_attention_layer_norm(
+        target + np.asarray(block.self_attention(target, target, use_causal_mask=True,
+                                                 query_mask=TARGET != 0,
+                                                 value_mask=TARGET != 0))))
+    attention = block.cross_attention
+    q = np.einsum("bte,ehd->bthd", hidden, np.asarray(attention.query_dense.kernel))
+    q = q + np.asarray(attention.query_dense.bias)
+    k = np.einsum("bse,ehd->bshd", encoded, np.asarray(attention.key_dense.kernel))
+    k = k + np.asarray(attention.key_dense.bias)
+    logits = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
+    logits = np.where((SOURCE != 0)[:, None, None, :], logits, -np.inf)
+    expected = _softmax(logits) * (TARGET != 0)[:, None, :, None]  # padded queries: 0
+    np.testing.assert_allclose(scores["decoder_block_0/cross_attention"], expected, atol=1e-5)
+    name, _ = plot_model_attention(model, inputs, tmp_path / "t.png", head=0)
+    assert name == "decoder_block_1/cross_attention"
+    # A model whose every layer forms none has no map.
+    classifier = ka.models.transformer_classifier(
+        vocabulary_size=20, sequence_length=8, num_classes=2, dropout=0.0,
+        attention_kernel=kernel, attention_kernel_options=options, **SMALL)
+    assert attention_layer_names(classifier) == [] == list(attention_scores(classifier, SOURCE))
+    with pytest.raises(ValueError, match=f"forms attention weights; its attention kernel "
+                       f"\\('{kernel}'\\) forms none token by token"):
+        plot_model_attention(classifier, SOURCE, tmp_path / "c.png")
 
 
 def test_first_encoder_layer_matches_numpy_reference():
