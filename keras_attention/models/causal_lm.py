@@ -93,11 +93,16 @@ def causal_lm(
         tie_output_embedding: whether the logits reuse the embedding table.
         attention_kernel: the blocks' causal self-attention: `"dot_product"`
             (exact), `"performer"` (FAVOR+ with prefix sums; position
-            scheme `None` or `"rotary"`) or `"local"` (a sliding window of
-            128 earlier keys, as in Longformer / Mistral). Each keeps a KV
-            cache, so `CausalLMGenerator` decodes with it.
+            scheme `None` or `"rotary"`), `"local"` (a sliding window of
+            128 earlier keys, as in Longformer / Mistral) or `"big_bird"`
+            (blocks of 64: window, global and random earlier blocks; its
+            `sequence_length` option defaults to `sequence_length`, so
+            training, full passes and generation share one block pattern).
+            Each keeps a KV cache, so `CausalLMGenerator` decodes with it.
         attention_kernel_options: optional dict of the kernel layer's own
             settings, passed to every block, e.g. `{"window_size": 32}`.
+            `"big_bird"`'s `pattern_seed` (default 0) is that of the first
+            block; block `i` uses `pattern_seed + i`.
         name: the model name.
 
     Returns:
@@ -140,6 +145,12 @@ def causal_lm(
         attention_kernel, position_scheme, attention_kernel_options,
         causal_decoding=True,
     )
+    # BigBird's pattern depends on the length: fix it to the longest one, so
+    # cached steps over any buffer follow the pattern the model trained with.
+    attention_kernel_options = {
+        **parts.sequence_length_option(attention_kernel, sequence_length),
+        **(attention_kernel_options or {}),
+    } or None
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,

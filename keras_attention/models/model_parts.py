@@ -49,8 +49,8 @@ _BUILDER_REQUIRED_OPTIONS = {
 _KERNELS_WITHOUT_BIAS = ("performer", "linformer")
 # Kernels a causal language model can use: causal attention with a
 # self-attention KV cache for generation (Linformer's projections mix all
-# positions; BigBird's block pattern keeps no cache).
-CAUSAL_DECODING_KERNELS = ("dot_product", "performer", "local")
+# positions, so it has neither).
+CAUSAL_DECODING_KERNELS = ("dot_product", "performer", "local", "big_bird")
 
 
 def builder_attention_kernels():

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import keras_attention as ka
+from keras_attention.layers.attention import BigBirdAttention
 from keras_attention.layers.attention import LinformerAttention
 from keras_attention.layers.attention import LocalAttention
 from keras_attention.layers.attention import MultiHeadAttention
@@ -120,15 +121,21 @@ def test_local_kernel_with_a_window_over_everything_equals_dot_product():
 @pytest.mark.parametrize("kernel,options,layer_cls", [
     ("performer", {"num_random_features": 16}, PerformerAttention),
     ("local", {"window_size": 2}, LocalAttention),
+    ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1},
+     BigBirdAttention),
 ])
 def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, layer_cls):
     # Generation runs the kernel's KV-cache path one token at a time; the
-    # reference runs its whole-sequence path (prefix sums / blocks).
+    # reference runs its whole-sequence path (prefix sums / blocks) on each
+    # unpadded prefix (BigBird: of every length, padded to the pattern of
+    # the model's sequence_length, the option causal_lm gives it).
     keras.utils.set_random_seed(0)
     model = ka.models.causal_lm(
         attention_kernel=kernel, attention_kernel_options=options,
         position_scheme="rotary", **{**SMALL, "sequence_length": 12, "num_layers": 2})
     assert type(model.get_layer("decoder_block_1").self_attention) is layer_cls
+    if kernel == "big_bird":
+        options = {**options, "sequence_length": 12}
     assert model.arguments["attention_kernel_options"] == options
     model = _fit_save_reload(model, IDS[:, :-1], IDS[:, 1:], tmp_path)
     # Right-padded prompts of different lengths (the longer one past the
@@ -140,12 +147,11 @@ def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, laye
 
 
 def test_causal_lm_refuses_kernels_without_cached_decoding():
-    for kernel, options in (("big_bird", None), ("linformer", {"sequence_length": 8})):
-        with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected "
-                           r"one of \['dot_product', 'performer', 'local'\] \(causal "
-                           r"attention with a KV cache for generation\)"):
-            ka.models.causal_lm(attention_kernel=kernel,
-                                attention_kernel_options=options, **SMALL)
+    with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected "
+                       r"one of \['dot_product', 'performer', 'local', 'big_bird'\] "
+                       r"\(causal attention with a KV cache for generation\)"):
+        ka.models.causal_lm(attention_kernel="linformer",
+                            attention_kernel_options={"sequence_length": 8}, **SMALL)
 
 
 def _masked_lm(kernel, **kwargs):

@@ -54,6 +54,24 @@ def _block_pattern(seed, num_heads, num_query_blocks, num_key_blocks,
     return blocks, valid
 
 
+@functools.lru_cache(maxsize=64)
+def _block_table(seed, num_heads, num_blocks, num_global_blocks, num_random_blocks,
+                 causal):
+    """`(H, N, N)` bool table of `_block_pattern(..., N, N, ...)`: query
+    block `i` attends key block `j` in head `h`."""
+    blocks, valid = _block_pattern(
+        seed, num_heads, num_blocks, num_blocks, num_global_blocks,
+        num_random_blocks, causal,
+    )
+    global_rows = min(num_global_blocks, num_blocks)
+    table = np.zeros((num_heads, num_blocks, num_blocks), dtype=bool)
+    table[:, :global_rows] = True  # global query blocks attend every key
+    heads, rows, slots = np.nonzero(valid)
+    table[heads, global_rows + rows, blocks[heads, rows, slots]] = True
+    table.setflags(write=False)
+    return table
+
+
 @keras.saving.register_keras_serializable(package="keras_attention")
 class BigBirdAttention(MultiHeadAttention):
     """BigBird multi-head attention: window, global and random key blocks.
@@ -74,6 +92,13 @@ class BigBirdAttention(MultiHeadAttention):
     with the usual padding, causal and explicit masks. With
     `use_causal_mask=True` random blocks are drawn from earlier blocks only.
     Short inputs get fewer random blocks when not enough blocks remain.
+
+    Decoding: a self-attention KV cache (`get_initial_cache`, as
+    `MultiHeadAttention`'s); each step attends the filled cache positions
+    through the block pattern of `sequence_length` (or of the cache length
+    without it) written out as a per-head mask (`block_table`), so cached
+    steps give the full causal pass over the cache length (`O(S_max)` per
+    token, as exact attention's cache).
 
     Lengths: the pattern is built for static lengths, so by default inputs
     need a static length (axis 1). With `sequence_length=L`, queries and
@@ -130,20 +155,24 @@ class BigBirdAttention(MultiHeadAttention):
         training: whether dropout is active.
         attention_bias: optional float tensor of shape `(B or 1, H or 1,
             T or 1, S or 1)` added to the logits.
-        cache: must be `None` (no KV cache).
-        cache_index: must be `None`.
+        cache: optional self-attention cache `(key_cache, value_cache)` from
+            `get_initial_cache` (static length, at most `sequence_length`).
+        cache_index: position of the first new token in the cache; required
+            with a `cache`.
 
     Returns:
         `(B, T, output features)` tensor, or `(output, scores)` with
-        `return_attention_scores=True`.
+        `return_attention_scores=True`; the updated cache follows when a
+        `cache` is given.
 
     Raises:
         ValueError: on invalid constructor arguments (`block_size < 1`,
             negative block counts, a non-integer `pattern_seed`, a
             `sequence_length < 1`, and those of `MultiHeadAttention`),
             inputs with unknown lengths (without `sequence_length`) or
-            longer than `sequence_length`, masks of the wrong shape, or a
-            `cache` / `cache_index`.
+            longer than `sequence_length`, masks of the wrong shape, a
+            `cache` without `cache_index`, of unknown length or longer than
+            `sequence_length`, or a cross-attention cache.
 
     Example:
 
@@ -242,25 +271,59 @@ class BigBirdAttention(MultiHeadAttention):
             bool(use_causal_mask),
         )
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
-        """Not supported: `BigBirdAttention` keeps no KV cache.
+    def block_table(self, length, use_causal_mask=False):
+        """Which key blocks each query block attends, per head, for inputs
+        of `length` (queries and keys): the block pattern as a table.
 
-        Raises:
-            ValueError: always.
+        Returns:
+            read-only bool NumPy array `(H, N, N)`, `N = ceil(length / b)`:
+            `[h, i, j]` is true when query block `i` attends key block `j`
+            in head `h` (global rows and columns, the window, the random
+            blocks; causality is applied position by position on top).
         """
-        efficient_math.reject_cache_method(self, "get_initial_cache")
+        length = check_positive_int(length, "length")
+        return _block_table(
+            self.pattern_seed, self.num_heads, -(-length // self.block_size),
+            self.num_global_blocks, self.num_random_blocks, bool(use_causal_mask),
+        )
 
     def compute_cross_attention_cache(self, value, key=None):
-        """Not supported: `BigBirdAttention` keeps no KV cache.
+        """Not supported: `BigBirdAttention` caches self-attention only.
 
         Raises:
             ValueError: always.
         """
-        efficient_math.reject_cache_method(self, "compute_cross_attention_cache")
+        efficient_math.reject_cache_method(
+            self, "compute_cross_attention_cache", "a cross-attention cache",
+        )
 
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):
-        efficient_math.check_no_cache(self, cache, cache_index)
+        if cache is not None and cache_index is None:
+            efficient_math.reject_argument(
+                self, "cache_index", cache_index,
+                "the position of the new tokens in a self-attention cache (no "
+                "cross-attention cache)",
+            )
+        if cache is not None:
+            # Cached queries and keys are checked against the cache length.
+            cache_length = cache[0].shape[1]
+            if cache_length is None:
+                raise ValueError(
+                    "Received an invalid value for argument `cache`, expected a "
+                    "static length (axis 1): BigBirdAttention builds its block "
+                    "pattern for it. Received: "
+                    f"cache[0].shape={tuple(cache[0].shape)}"
+                )
+            if self.sequence_length is not None and cache_length > self.sequence_length:
+                raise ValueError(
+                    "Received an invalid value for argument `cache`, expected at "
+                    f"most sequence_length={self.sequence_length} positions "
+                    f"(axis 1). Received: cache[0].shape={tuple(cache[0].shape)}"
+                )
+            return super()._check_call_args(
+                query, value, key, attention_mask, attention_bias, cache, cache_index
+            )
         for name, tensor in (("query", query), ("value", value), ("key", key)):
             if tensor is None or len(tensor.shape) < 2:
                 continue
@@ -304,6 +367,12 @@ class BigBirdAttention(MultiHeadAttention):
         self._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
+        if cache is not None:
+            return self._call_with_cache(
+                query, value, key, query_mask, value_mask, key_mask,
+                attention_mask, use_causal_mask, return_attention_scores,
+                training, attention_bias, cache, cache_index,
+            )
         key = value if key is None else key
         query_proj = self.query_dense(query)  # (B, T, H, D)
         key_proj = self.key_dense(key)  # (B, S, K, D)
@@ -453,6 +522,35 @@ class BigBirdAttention(MultiHeadAttention):
             [ops.cast(s, self.compute_dtype) for s in scores], axis=2
         )[:, :, :q_len]  # (B, H, T, S)
         return attended, weights
+
+    def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
+                         attention_mask, use_causal_mask, return_attention_scores,
+                         training, attention_bias, cache, cache_index):
+        """Decoding: `MultiHeadAttention`'s cached attention with the block
+        pattern written out as a per-head mask over the cache positions
+        (query `t` is at position `cache_index + t`). The pattern is that of
+        `sequence_length`, or of the cache length: what a full pass over
+        the whole buffer uses, so cached steps give the full pass."""
+        cache_length = cache[0].shape[1]
+        table = self.block_table(self.sequence_length or cache_length, use_causal_mask)
+        query_blocks = (
+            ops.cast(cache_index, "int32")
+            + ops.arange(ops.shape(query)[1], dtype="int32")
+        ) // self.block_size  # (T,)
+        key_blocks = ops.arange(cache_length, dtype="int32") // self.block_size  # (S_max,)
+        rows = ops.take(ops.convert_to_tensor(table), query_blocks, axis=1)  # (H, T, N)
+        pattern = ops.take(rows, key_blocks, axis=2)[None]  # (1, H, T, S_max)
+        if attention_mask is not None:
+            explicit = ops.cast(attention_mask, "bool")
+            if len(explicit.shape) == 3:
+                explicit = explicit[:, None]  # (B, 1, T, S_max)
+            pattern = ops.logical_and(pattern, explicit)
+        return super().call(
+            query, value, key=key, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=pattern, use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores, training=training,
+            attention_bias=attention_bias, cache=cache, cache_index=cache_index,
+        )
 
     @staticmethod
     def _collect(result, with_scores, outputs, scores):

@@ -1,6 +1,6 @@
 """BigBirdAttention: harness, equality with exact attention under the
-equivalent sparse mask built in NumPy, the block pattern, masks and
-argument checks."""
+equivalent sparse mask built in NumPy, the block pattern, masks, padding
+to `sequence_length`, cached decoding and argument checks."""
 
 import keras
 import numpy as np
@@ -332,16 +332,78 @@ def test_block_pattern_arguments_are_checked():
         layer.block_pattern(0, 4)
 
 
-def test_cache_is_rejected():
-    layer = BigBirdAttention(num_heads=2, key_dim=4, block_size=2)
+def _decode(layer, x, max_length, prefill):
+    """Prefill `prefill` tokens through a fresh cache, then one token per
+    step: the `(B, T, E)` outputs of every position."""
+    cache = layer.get_initial_cache(batch_size=x.shape[0], max_length=max_length)
+    out, cache = layer(x[:, :prefill], x[:, :prefill], use_causal_mask=True,
+                       cache=cache, cache_index=0)
+    outputs = [np.asarray(out)]
+    for i in range(prefill, x.shape[1]):
+        out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                           cache=cache, cache_index=i)
+        outputs.append(np.asarray(out))
+    return np.concatenate(outputs, axis=1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_block_table_is_the_sparse_mask_by_blocks(causal):
+    layer = BigBirdAttention(num_heads=3, key_dim=4, block_size=2, num_global_blocks=1,
+                             num_random_blocks=2, pattern_seed=4)
+    table = layer.block_table(15, causal)  # 8 blocks, the last one short
+    assert table.shape == (3, 8, 8)
+    by_position = np.repeat(np.repeat(table, 2, axis=1), 2, axis=2)[:, :15, :15]
+    np.testing.assert_array_equal(by_position, _sparse_mask(layer, 15, 15, causal))
+
+
+@pytest.mark.parametrize("sequence_length,kv_heads,rotary", [
+    (None, None, False), (None, 1, True), (16, 2, True)])
+def test_cached_decoding_equals_the_full_causal_pass(sequence_length, kv_heads, rotary):
+    # Without `sequence_length` the pattern is that of the cache length (9):
+    # the full causal pass over a 9-token buffer, whose first 7 outputs do
+    # not depend on the 2 last tokens; with it, the pattern of 16 either way.
+    # Independent reference: MultiHeadAttention with the same weights and
+    # the BigBird mask written out in NumPy.
+    keras.utils.set_random_seed(0)
+    layer = BigBirdAttention(num_heads=4, key_dim=4, block_size=2, num_global_blocks=1,
+                             num_random_blocks=1, num_key_value_heads=kv_heads,
+                             sequence_length=sequence_length,
+                             rotary_embedding=RotaryEmbedding() if rotary else None)
+    buffer = _rand(2, 9, 8)
+    x = buffer[:, :7]
+    layer(buffer, buffer)
+    decoded = _decode(layer, x, 9, prefill=3)
+    full = np.asarray(layer(buffer, buffer, use_causal_mask=True))[:, :7]
+    np.testing.assert_allclose(decoded, full, atol=1e-5)
+    exact = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=kv_heads,
+                               rotary_embedding=RotaryEmbedding() if rotary else None)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    length = sequence_length or 9
+    mask = _sparse_mask(layer, length, length, True)[None, :, :7, :7]
+    expected = np.asarray(exact(x, x, attention_mask=mask, use_causal_mask=True))
+    np.testing.assert_allclose(decoded, expected, atol=1e-5)
+
+
+def test_cache_errors():
+    layer = BigBirdAttention(num_heads=2, key_dim=4, block_size=2, sequence_length=4)
     x = _rand(1, 4, 8)
-    cache = (np.zeros((1, 4, 2, 4), "float32"),) * 2
-    with pytest.raises(ValueError, match=r"argument `cache`, expected None \(no KV"):
-        layer(x, x, cache=cache, cache_index=0)
-    with pytest.raises(ValueError, match="a KV cache, so `get_initial_cache`"):
-        layer.get_initial_cache(batch_size=1, max_length=4)
-    with pytest.raises(ValueError, match="so `compute_cross_attention_cache`"):
+    layer(x, x)
+    cache = layer.get_initial_cache(batch_size=1, max_length=4)
+    with pytest.raises(ValueError, match=r"argument `cache_index`, expected the position "
+                       r"of the new tokens in a self-attention cache"):
+        layer(x, x, cache=cache)
+    with pytest.raises(ValueError, match=r"argument `cache`, expected at most "
+                       r"sequence_length=4 positions \(axis 1\)"):
+        layer(x, x, cache=layer.get_initial_cache(batch_size=1, max_length=6),
+              cache_index=0)
+    with pytest.raises(ValueError, match=r"BigBirdAttention does not support a "
+                       r"cross-attention cache, so `compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
+    step = keras.Input((1, 8))
+    unknown = (keras.Input((None, 2, 4)), keras.Input((None, 2, 4)))
+    with pytest.raises(ValueError, match=r"argument `cache`, expected a static length"):
+        layer(step, step, cache=unknown, cache_index=0, use_causal_mask=True)
 
 
 def test_gradients_equal_exact_attention_with_sparse_mask():
