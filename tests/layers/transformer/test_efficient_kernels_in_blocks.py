@@ -232,16 +232,18 @@ def test_performer_takes_no_attention_dropout():
     assert local.self_attention.dropout == 0.1
 
 
-def test_kv_cache_is_rejected_by_block_sparse_decoders():
+def test_kv_cache_is_rejected_by_linformer_decoders():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
-                                    attention_kernel="big_bird")
-    block(X)
-    with pytest.raises(ValueError, match="BigBirdAttention does not support a KV cache"):
+                                    attention_kernel="linformer",
+                                    attention_kernel_options={"sequence_length": 6})
+    block(X, use_causal_mask=False)  # Linformer is never causal
+    with pytest.raises(ValueError, match="LinformerAttention does not support a KV cache"):
         block.get_initial_cache(batch_size=2, max_length=6)
 
 
 @pytest.mark.parametrize("kernel,options", [
-    ("local", {"window_size": 2}), ("performer", {"num_random_features": 16})])
+    ("local", {"window_size": 2}), ("performer", {"num_random_features": 16}),
+    ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1})])
 def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options):
     keras.utils.set_random_seed(0)
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, norm_first=True,
