@@ -64,13 +64,14 @@ def _kernel_option(text):
     return name.strip(), value
 
 
-def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS)):
-    """`--attention-kernel` (one of `kernels`) and `--kernel-option`."""
-    group.add_argument("--attention-kernel", choices=list(kernels),
+def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS), prefix="",
+                                   what="the blocks' self-attention"):
+    """`--<prefix>attention-kernel` (one of `kernels`) and
+    `--<prefix>kernel-option` (e.g. `prefix="decoder-"`)."""
+    group.add_argument(f"--{prefix}attention-kernel", choices=list(kernels),
                        default="dot_product",
-                       help="the blocks' self-attention: exact (dot_product) "
-                            "or an efficient kernel")
-    group.add_argument("--kernel-option", type=_kernel_option, action="append",
+                       help=f"{what}: exact (dot_product) or an efficient kernel")
+    group.add_argument(f"--{prefix}kernel-option", type=_kernel_option, action="append",
                        default=[], metavar="NAME=VALUE",
                        help="an option of the kernel's layer, repeatable, e.g. "
                             "window_size=32 (local), num_random_features=128 "
@@ -79,23 +80,27 @@ def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS)):
                             "linformer and big_bird is the padded length")
 
 
-def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=False):
+def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=False,
+                               prefix=""):
     """The builder's `attention_kernel` / `attention_kernel_options` from
-    the flags, checked now (a parser error, before any data is loaded).
+    the `--<prefix>...` flags, checked now (a parser error, before any data
+    is loaded).
 
     `sequence_length` (the padded length) becomes the `sequence_length`
     option of Linformer and BigBird unless a flag gives one; `None` when
     the data decides it: `with_sequence_length` adds it then (the check
     here uses a stand-in)."""
-    options = dict(args.kernel_option)
-    stand_in = sequence_length_option(args.attention_kernel, sequence_length or 1)
+    dest = prefix.replace("-", "_")
+    kernel = getattr(args, f"{dest}attention_kernel")
+    options = dict(getattr(args, f"{dest}kernel_option"))
+    stand_in = sequence_length_option(kernel, sequence_length or 1)
     try:
-        check_attention_kernel(args.attention_kernel, None, {**stand_in, **options},
+        check_attention_kernel(kernel, None, {**stand_in, **options},
                                causal_decoding=causal_decoding)
     except (TypeError, ValueError) as error:
-        parser.error(f"--attention-kernel {args.attention_kernel} / --kernel-option: {error}")
-    arguments = dict(attention_kernel=args.attention_kernel,
-                     attention_kernel_options=options or None)
+        parser.error(f"--{prefix}attention-kernel {kernel} / --{prefix}kernel-option: "
+                     f"{error}")
+    arguments = dict(attention_kernel=kernel, attention_kernel_options=options or None)
     if sequence_length is not None:
         arguments = with_sequence_length(arguments, sequence_length)
     return arguments

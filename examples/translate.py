@@ -22,11 +22,16 @@ Other data:
     python examples/translate.py --tsv fra.txt --max-pairs 50000   # Tatoeba/Anki: source<TAB>target
     python examples/translate.py --tfds ted_hrlr_translate/pt_to_en --download
 
-An efficient attention kernel in the encoder (`performer` or `local`;
-the decoder stays exact; `--kernel-option NAME=VALUE` sets the
-kernel layer's options; Performer draws no heat map):
+An efficient attention kernel in the encoder (any: Linformer and BigBird
+get the padded length as their `sequence_length`, so the export serves
+sources of any length) and in the decoder's self-attention (one with
+cached decoding: `performer`, `local`, `big_bird`; the cross-attention
+stays exact); `--kernel-option` / `--decoder-kernel-option NAME=VALUE` set
+the kernel layers' options; the heat map is the decoder's cross-attention:
 
     python examples/translate.py --attention-kernel local --kernel-option window_size=8
+    python examples/translate.py --decoder-attention-kernel local \
+        --decoder-kernel-option window_size=4
 
 Several devices (docs/distributed.md):
 
@@ -51,6 +56,7 @@ import common
 import keras_attention as ka
 from keras_attention import data as ka_data
 from keras_attention.export import TranslatorPipeline
+from keras_attention.models.model_parts import CAUSAL_DECODING_KERNELS
 
 TFDS_NAMES = ("ted_hrlr_translate/pt_to_en",)
 DEFAULTS = dict(
@@ -93,7 +99,11 @@ def parse_args(argv=None):
     model.add_argument("--dropout", type=float, default=0.1)
     # The export serves sources of any length: BigBird and Linformer get the
     # padded length as their `sequence_length` (block pattern, projections).
-    common.add_attention_kernel_arguments(model)
+    common.add_attention_kernel_arguments(model, what="the encoder's self-attention")
+    # The decoder's self-attention: a kernel with cached decoding.
+    common.add_attention_kernel_arguments(
+        model, CAUSAL_DECODING_KERNELS, prefix="decoder-",
+        what="the decoder's causal self-attention (its cross-attention stays exact)")
     model.add_argument("--label-smoothing", type=float, default=0.1)
     model.add_argument("--warmup-steps", type=int, default=None)
     model.add_argument("--bleu-samples", type=int, default=200,
@@ -109,6 +119,8 @@ def parse_args(argv=None):
         if getattr(args, key) is None or (args.smoke and key in SMOKE):
             setattr(args, key, value)
     args.kernel_arguments = common.attention_kernel_arguments(parser, args, None)
+    args.decoder_kernel_arguments = common.attention_kernel_arguments(
+        parser, args, None, causal_decoding=True, prefix="decoder-")
     return parser, args
 
 
@@ -180,6 +192,8 @@ def build_translator(args, source_tokenizer, target_tokenizer):
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
             **common.with_sequence_length(args.kernel_arguments, length),
+            **{f"decoder_{name}": value for name, value in common.with_sequence_length(
+                args.decoder_kernel_arguments, length).items()},
         )
 
     def compile_kwargs():
@@ -296,6 +310,8 @@ def main(argv=None):
         "parameters": model.count_params(),
         "attention_kernel": model.arguments["attention_kernel"],
         "attention_kernel_options": model.arguments["attention_kernel_options"],
+        "decoder_attention_kernel": model.arguments["decoder_attention_kernel"],
+        "decoder_attention_kernel_options": model.arguments["decoder_attention_kernel_options"],
         "epochs": args.epochs,
         "train_seconds": round(train_seconds, 1),
         "final_loss": logs["loss"][-1],

@@ -80,10 +80,11 @@ def kernel_position_schemes(attention_kernel):
 
 
 def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_options=None,
-                           causal_decoding=False):
+                           causal_decoding=False, argument="attention_kernel"):
     """Validate a builder's `attention_kernel`, its `attention_kernel_options`
     and its `position_scheme` (with `causal_decoding`, a kernel of
-    `CAUSAL_DECODING_KERNELS`).
+    `CAUSAL_DECODING_KERNELS`). Errors name `argument` and
+    `<argument>_options` (e.g. `decoder_attention_kernel`).
 
     Returns:
         The options as a new dict, or `None` without options.
@@ -96,34 +97,40 @@ def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_o
             take (`"performer"` with `"relative"` / `"alibi"`).
         TypeError: on options that are not a dict.
     """
-    check_one_of(
-        attention_kernel, "attention_kernel", tuple(block_components.ATTENTION_KERNELS)
-    )
+    options_argument = f"{argument}_options"
+    check_one_of(attention_kernel, argument, tuple(block_components.ATTENTION_KERNELS))
     if causal_decoding and attention_kernel not in CAUSAL_DECODING_KERNELS:
         raise ValueError(
-            "Received an invalid value for argument `attention_kernel`, expected "
+            f"Received an invalid value for argument `{argument}`, expected "
             f"one of {list(CAUSAL_DECODING_KERNELS)} (causal attention with a KV "
             "cache for generation). Received: "
-            f"attention_kernel={attention_kernel!r}"
+            f"{argument}={attention_kernel!r}"
         )
-    options = block_components.check_attention_kernel_options(
-        attention_kernel_options, attention_kernel
-    )
+    try:
+        options = block_components.check_attention_kernel_options(
+            attention_kernel_options, attention_kernel
+        )
+    except (TypeError, ValueError) as error:
+        if argument == "attention_kernel":
+            raise
+        raise type(error)(
+            str(error).replace("`attention_kernel_options`", f"`{options_argument}`")
+        ) from error
     required = _BUILDER_REQUIRED_OPTIONS.get(attention_kernel)
     if required is not None and required[0] not in options:
         raise ValueError(
-            "Received an invalid value for argument `attention_kernel`, expected "
+            f"Received an invalid value for argument `{argument}`, expected "
             f"one of {list(builder_attention_kernels())}, or {attention_kernel!r} "
             f"with its {required[0]!r} option ({required[1]}). "
-            f"Received: attention_kernel={attention_kernel!r}, "
-            f"attention_kernel_options={attention_kernel_options!r}"
+            f"Received: {argument}={attention_kernel!r}, "
+            f"{options_argument}={attention_kernel_options!r}"
         )
     if position_scheme not in kernel_position_schemes(attention_kernel):
         raise ValueError(
-            "Received incompatible arguments `attention_kernel` and "
+            f"Received incompatible arguments `{argument}` and "
             f"`position_scheme`: the {attention_kernel!r} kernel takes no additive "
             "attention bias, expected position_scheme None or 'rotary'. "
-            f"Received: attention_kernel={attention_kernel!r}, "
+            f"Received: {argument}={attention_kernel!r}, "
             f"position_scheme={position_scheme!r}"
         )
     return options or None

@@ -17,6 +17,7 @@ def _translator_graph(
     position_encoding, position_scheme, num_key_value_heads,
     share_embeddings, tie_output_embedding, scale_embeddings,
     attention_kernel="dot_product", attention_kernel_options=None,
+    decoder_attention_kernel="dot_product", decoder_attention_kernel_options=None,
 ):
     source_ids = keras.Input(shape=(None,), dtype="int32", name="source_ids")
     target_ids = keras.Input(shape=(None,), dtype="int32", name="target_ids")
@@ -38,10 +39,13 @@ def _translator_graph(
         norm_first, layer_norm_epsilon, normalization, position_scheme,
         attention_kernel, attention_kernel_options,
     )
-    # The decoder keeps exact attention: its KV caches (cached decoding)
-    # exist for `MultiHeadAttention` only.
+    # The decoder's own kernel attends the target; its cross-attention stays
+    # exact (a cross-attention cache for decoding; sources need no pattern).
     decoder_kwargs = {
-        **block_kwargs, "attention_kernel": "dot_product", "attention_kernel_options": None,
+        **block_kwargs,
+        "attention_kernel": decoder_attention_kernel,
+        "attention_kernel_options": decoder_attention_kernel_options,
+        "cross_attention_kernel": "dot_product",
     }
 
     x = source_embedding(source_ids)  # (B, S, E), mask: source_ids != 0
@@ -81,6 +85,8 @@ def transformer_translator(
     scale_embeddings=True,
     attention_kernel="dot_product",
     attention_kernel_options=None,
+    decoder_attention_kernel="dot_product",
+    decoder_attention_kernel_options=None,
     name="transformer_translator",
 ):
     """The encoder-decoder Transformer of "Attention Is All You Need".
@@ -151,17 +157,26 @@ def transformer_translator(
             `position_scheme` `None` or `"rotary"`), `"local"` (a sliding
             window of 128 keys per side) or `"big_bird"` (blocks of 64:
             local, global and random), each with its layer's default
-            options. The decoder's self- and cross-attention stay
-            `"dot_product"`: cached decoding needs `MultiHeadAttention`'s KV
-            caches, which the efficient kernels do not keep. `"linformer"`
-            needs its `sequence_length` option (a static key length); give
-            `"big_bird"` one too when the model will serve sources of any
-            length (an export): it pads them to it.
+            options. `"linformer"` needs its `sequence_length` option (a
+            static key length); give `"big_bird"` one too when the model
+            will serve sources of any length (an export): it pads them to
+            it.
         attention_kernel_options: optional dict of the encoder kernel
             layer's own settings, passed to every encoder block, e.g.
             `{"window_size": 32}` for `"local"`. `"big_bird"`'s
             `pattern_seed` (default 0) is that of the first block; block `i`
             uses `pattern_seed + i`.
+        decoder_attention_kernel: the decoder's causal self-attention, one
+            of the kernels with cached decoding: `"dot_product"` (default),
+            `"performer"`, `"local"` or `"big_bird"` (its `sequence_length`
+            option defaults to `sequence_length`, so generation follows the
+            pattern the model trained with). The cross-attention stays
+            exact (`cross_attention_kernel="dot_product"`), with its
+            cross-attention cache, so `Seq2SeqGenerator` decodes any of
+            them.
+        decoder_attention_kernel_options: optional dict of the decoder
+            kernel layer's own settings, passed to every decoder block
+            (`"big_bird"`: block `i` uses `pattern_seed + i`).
         name: the model name.
 
     Returns:
@@ -174,8 +189,9 @@ def transformer_translator(
             `num_heads`, a dropout rate outside `[0, 1)`, an unknown option,
             `share_embeddings=True` with different vocabulary sizes, or an
             `attention_kernel` the builder cannot use or that does not take
-            `position_scheme`, or kernel options its layer refuses.
-        TypeError: on `attention_kernel_options` that are not a dict.
+            `position_scheme`, a `decoder_attention_kernel` without cached
+            decoding, or kernel options its layer refuses.
+        TypeError: on kernel options that are not a dict.
 
     Example:
 
@@ -208,6 +224,14 @@ def transformer_translator(
     attention_kernel_options = parts.check_attention_kernel(
         attention_kernel, position_scheme, attention_kernel_options
     )
+    decoder_attention_kernel_options = parts.check_attention_kernel(
+        decoder_attention_kernel, position_scheme, decoder_attention_kernel_options,
+        causal_decoding=True, argument="decoder_attention_kernel",
+    )
+    decoder_attention_kernel_options = {
+        **parts.sequence_length_option(decoder_attention_kernel, sequence_length),
+        **(decoder_attention_kernel_options or {}),
+    } or None
     if (
         share_embeddings
         and target_vocabulary_size is not None
@@ -241,5 +265,7 @@ def transformer_translator(
         scale_embeddings=scale_embeddings,
         attention_kernel=attention_kernel,
         attention_kernel_options=attention_kernel_options,
+        decoder_attention_kernel=decoder_attention_kernel,
+        decoder_attention_kernel_options=decoder_attention_kernel_options,
     )
     return BuilderModel("transformer_translator", arguments, name=name)

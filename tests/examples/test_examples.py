@@ -96,16 +96,21 @@ def text_file(tmp_path):
 
 
 def test_translate_smoke_on_a_tsv(tmp_path, pairs_tsv):
-    # With a local-attention encoder (the decoder stays exact; the heat map
-    # is the decoder's cross-attention).
+    # With a local-attention encoder and a Performer decoder self-attention
+    # (cached decoding in the export; the heat map is the decoder's
+    # cross-attention, which stays exact).
     summary = _example("translate").main(
         _output_flags(tmp_path) + ["--tsv", str(pairs_tsv), "--tokenizer", "character",
                                    "--attention-kernel", "local",
-                                   "--kernel-option", "window_size=4"])
+                                   "--kernel-option", "window_size=4",
+                                   "--decoder-attention-kernel", "performer",
+                                   "--decoder-kernel-option", "num_random_features=16"])
     _check_outputs(summary, tmp_path, "translate_attention.png")
     assert summary["data"].startswith(f"{pairs_tsv}: 80 train / 10 validation / 10 test")
     assert 0 <= summary["test_bleu"] <= 100 and len(summary["served_translations"]) == 5
     assert summary["attention_kernel_options"] == {"window_size": 4}
+    assert summary["decoder_attention_kernel"] == "performer"
+    assert summary["decoder_attention_kernel_options"] == {"num_random_features": 16}
 
 
 def test_translate_smoke_with_a_big_bird_encoder(tmp_path, pairs_tsv):
@@ -196,8 +201,10 @@ def test_bad_kernel_flags_are_parser_errors(capsys, argv, message):
     assert message in err
 
 
-def test_generate_offers_only_kernels_with_cached_decoding(capsys):
-    err = _error(capsys, "generate", ["--smoke", "--attention-kernel", "linformer"])
+@pytest.mark.parametrize("name,flag", [
+    ("generate", "--attention-kernel"), ("translate", "--decoder-attention-kernel")])
+def test_decoders_offer_only_kernels_with_cached_decoding(capsys, name, flag):
+    err = _error(capsys, name, ["--smoke", flag, "linformer"])
     assert "invalid choice: 'linformer'" in err
 
 

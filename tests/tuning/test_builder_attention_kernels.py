@@ -222,6 +222,57 @@ def test_translator_kernel_is_the_encoders_and_decoding_still_works(tmp_path):
     np.testing.assert_array_equal(tokens[:, 1], first.argmax(-1) + 1)  # id 0 never generated
 
 
+@pytest.mark.parametrize("kernel,options,layer_cls", [
+    ("performer", {"num_random_features": 16}, PerformerAttention),
+    ("local", {"window_size": 1}, LocalAttention),
+    ("big_bird", {"block_size": 1, "num_global_blocks": 1, "num_random_blocks": 1},
+     BigBirdAttention),
+])
+def test_translator_decoder_kernel_decodes_with_its_cache(tmp_path, kernel, options,
+                                                          layer_cls):
+    # The decoder's self-attention takes the kernel, its cross-attention
+    # stays exact; greedy decoding over the self- and cross-attention caches
+    # equals greedy decoding by whole-sequence passes, row by row.
+    keras.utils.set_random_seed(0)
+    model = ka.models.transformer_translator(
+        decoder_attention_kernel=kernel, decoder_attention_kernel_options=options,
+        **{**SMALL, "num_layers": 2})
+    for i in range(2):
+        decoder = model.get_layer(f"decoder_block_{i}")
+        assert type(decoder.self_attention) is layer_cls
+        assert type(decoder.cross_attention) is MultiHeadAttention
+    assert type(model.get_layer("encoder_block_0").self_attention) is MultiHeadAttention
+    if kernel == "big_bird":  # the model's length fixes the decoder's pattern
+        options = {**options, "sequence_length": SMALL["sequence_length"]}
+    assert model.arguments["decoder_attention_kernel_options"] == options
+    inputs = {"source_ids": IDS, "target_ids": TARGET}
+    model = _fit_save_reload(model, inputs, np.roll(TARGET, -1, axis=1), tmp_path)
+    generator = ka.generation.Seq2SeqGenerator(model, start_token_id=1, jit_compile=False)
+    generated = np.asarray(generator.greedy_search(IDS, max_new_tokens=4))
+    prompts = np.ones((2, 1), "int32")  # the start token
+    np.testing.assert_array_equal(generated, ref.greedy_reference(model, prompts, 4,
+                                                                  sources=IDS))
+
+
+def test_invalid_decoder_kernels():
+    with pytest.raises(ValueError, match=r"argument `decoder_attention_kernel`, expected one "
+                       r"of \['dot_product', 'performer', 'local', 'big_bird'\] \(causal "
+                       r"attention with a KV cache for generation\)\. Received: "
+                       r"decoder_attention_kernel='linformer'"):
+        ka.models.transformer_translator(
+            decoder_attention_kernel="linformer",
+            decoder_attention_kernel_options={"sequence_length": 8}, **SMALL)
+    with pytest.raises(ValueError, match=r"argument `decoder_attention_kernel_options` for "
+                       r"attention_kernel='local'.*Received: window_size=0"):
+        ka.models.transformer_translator(
+            decoder_attention_kernel="local",
+            decoder_attention_kernel_options={"window_size": 0}, **SMALL)
+    with pytest.raises(ValueError, match=r"incompatible arguments `decoder_attention_kernel` "
+                       r"and `position_scheme`: the 'performer' kernel"):
+        ka.models.transformer_translator(
+            decoder_attention_kernel="performer", position_scheme="relative", **SMALL)
+
+
 def test_invalid_kernels():
     with pytest.raises(ValueError, match=r"argument `attention_kernel`, expected one of "
                        r"\['dot_product', 'performer', 'local', 'big_bird'\], or 'linformer' "

@@ -95,23 +95,30 @@ class TransformerBlockBase(keras.layers.Layer):
             )
         return shape
 
-    def _attention_dropout_rate(self):
+    def _attention_dropout_rate(self, kernel=None):
         """`attention_dropout`, else `dropout`, or 0 for a kernel that forms
-        no attention weights (`forms_attention_weights = False`)."""
+        no attention weights (`forms_attention_weights = False`); `kernel`
+        defaults to the block's `attention_kernel`."""
         if self.attention_dropout is not None:
             return self.attention_dropout
-        return self.dropout if self._kernel_forms_attention_weights() else 0.0
+        return self.dropout if self._kernel_forms_attention_weights(kernel) else 0.0
 
-    def _kernel_forms_attention_weights(self):
-        layer_cls = parts.ATTENTION_KERNELS[self.attention_kernel]
+    def _kernel_forms_attention_weights(self, kernel=None):
+        layer_cls = parts.ATTENTION_KERNELS[kernel or self.attention_kernel]
         return getattr(layer_cls, "forms_attention_weights", True)
 
-    def _attention(self, key_dim, use_rotary, name):
+    def _attention(self, key_dim, use_rotary, name, kernel=None):
+        """An attention sub-layer: the block's `attention_kernel` with its
+        options and implementation, or another registered `kernel` with its
+        layer's defaults."""
+        own = kernel is None or kernel == self.attention_kernel
+        kernel = self.attention_kernel if kernel is None else kernel
         return parts.make_attention(
-            self.attention_kernel, self.num_heads, key_dim, self.num_key_value_heads,
-            self._attention_dropout_rate(), use_rotary, self.kernel_initializer,
-            self.bias_initializer, self.dtype_policy, name, self.attention_implementation,
-            self.attention_kernel_options,
+            kernel, self.num_heads, key_dim, self.num_key_value_heads,
+            self._attention_dropout_rate(kernel), use_rotary, self.kernel_initializer,
+            self.bias_initializer, self.dtype_policy, name,
+            self.attention_implementation if own else "auto",
+            self.attention_kernel_options if own else None,
         )
 
     def _norm(self, name, shape):

@@ -2,9 +2,11 @@
 
 import keras
 
+from keras_attention.layers.transformer import block_components
 from keras_attention.layers.transformer.transformer_block_base import (
     TransformerBlockBase,
 )
+from keras_attention.utils.validation import check_one_of
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -57,6 +59,12 @@ class TransformerDecoderBlock(TransformerBlockBase):
             `"big_bird"`, `{"num_random_features": 128}` for `"performer"`;
             checked at construction. Not the arguments the block sets
             (`num_heads`, `key_dim`, `dropout`, ...).
+        cross_attention_kernel: the cross-attention's kernel; `None` (the
+            default) takes `attention_kernel` and its options. Another
+            kernel takes its layer's defaults, e.g. `"dot_product"` for an
+            encoder-decoder whose decoder self-attention is efficient but
+            whose cross-attention stays exact (and keeps a cross-attention
+            cache for decoding).
 
     Call arguments:
         decoder_sequence: `(B, T, E)` tensor.
@@ -111,6 +119,66 @@ class TransformerDecoderBlock(TransformerBlockBase):
     # Set in `build` when the block is built with an encoder sequence.
     cross_attention = None
 
+    def __init__(
+        self,
+        num_heads,
+        intermediate_dim,
+        key_dim=None,
+        num_key_value_heads=None,
+        dropout=0.0,
+        attention_dropout=None,
+        activation="relu",
+        norm_first=False,
+        layer_norm_epsilon=1e-5,
+        normalization="layer_norm",
+        position_scheme=None,
+        attention_kernel="dot_product",
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        attention_implementation="auto",
+        attention_kernel_options=None,
+        cross_attention_kernel=None,
+        **kwargs,
+    ):
+        super().__init__(
+            num_heads=num_heads,
+            intermediate_dim=intermediate_dim,
+            key_dim=key_dim,
+            num_key_value_heads=num_key_value_heads,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            activation=activation,
+            norm_first=norm_first,
+            layer_norm_epsilon=layer_norm_epsilon,
+            normalization=normalization,
+            position_scheme=position_scheme,
+            attention_kernel=attention_kernel,
+            kernel_initializer=kernel_initializer,
+            bias_initializer=bias_initializer,
+            attention_implementation=attention_implementation,
+            attention_kernel_options=attention_kernel_options,
+            **kwargs,
+        )
+        if cross_attention_kernel is not None:
+            check_one_of(
+                cross_attention_kernel, "cross_attention_kernel",
+                tuple(block_components.ATTENTION_KERNELS),
+            )
+        self.cross_attention_kernel = cross_attention_kernel
+        if (
+            self.attention_dropout
+            and cross_attention_kernel is not None
+            and not self._kernel_forms_attention_weights(cross_attention_kernel)
+        ):
+            raise ValueError(
+                "Received incompatible arguments `attention_dropout` and "
+                f"`cross_attention_kernel`: the {cross_attention_kernel!r} kernel "
+                "forms no attention weights to drop, expected attention_dropout "
+                "None or 0. Received: "
+                f"attention_dropout={self.attention_dropout!r}, "
+                f"cross_attention_kernel={cross_attention_kernel!r}"
+            )
+
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         shape = self._check_sequence_shape(decoder_sequence_shape, "decoder_sequence")
         key_dim = self._build_self_attention(shape, bidirectional=False)
@@ -121,7 +189,9 @@ class TransformerDecoderBlock(TransformerBlockBase):
             self.cross_attention_layer_norm = self._norm(
                 "cross_attention_layer_norm", shape
             )
-            self.cross_attention = self._attention(key_dim, False, "cross_attention")
+            self.cross_attention = self._attention(
+                key_dim, False, "cross_attention", kernel=self.cross_attention_kernel
+            )
             self.cross_attention.build(shape, encoder_shape)
             self.cross_attention_dropout = self._dropout("cross_attention_dropout")
         self._build_feedforward(shape)
@@ -262,6 +332,11 @@ class TransformerDecoderBlock(TransformerBlockBase):
 
     def compute_output_shape(self, decoder_sequence_shape, encoder_sequence_shape=None):
         return tuple(decoder_sequence_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["cross_attention_kernel"] = self.cross_attention_kernel
+        return config
 
     def compute_output_spec(
         self,

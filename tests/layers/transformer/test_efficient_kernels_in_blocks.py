@@ -358,3 +358,54 @@ def test_efficient_kernels_within_two_points_of_exact(quality_kernels):
     for name in ("performer", "linformer", "big_bird"):
         assert accuracies[name] >= exact - 0.02, (name, accuracies[name], exact)
     assert accuracies["local"] >= windowed - 0.02, (accuracies["local"], windowed)
+
+
+@pytest.mark.parametrize("kernel,options", [
+    ("local", {"window_size": 1}), ("performer", {"num_random_features": 16})])
+def test_cross_attention_kernel_keeps_cross_attention_exact(kernel, options):
+    # An efficient decoder self-attention with exact cross-attention: the
+    # cross-attention is MultiHeadAttention with its defaults, and decoding
+    # with a self-attention cache and a cross-attention cache equals the
+    # full pass; the config round-trips.
+    keras.utils.set_random_seed(0)
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, norm_first=True,
+                                    attention_kernel=kernel, attention_kernel_options=options,
+                                    cross_attention_kernel="dot_product")
+    full = np.asarray(block(X, SOURCE, encoder_padding_mask=np.arange(9)[None] < [[9], [5]]))
+    assert type(block.self_attention) is KERNELS[kernel]
+    assert type(block.cross_attention) is MultiHeadAttention
+    cache = block.get_initial_cache(batch_size=2, max_length=6)
+    cross = block.compute_cross_attention_cache(SOURCE)
+    steps = []
+    for i in range(6):
+        out, cache, cross = block(
+            X[:, i:i + 1], SOURCE, self_attention_cache=cache, cross_attention_cache=cross,
+            cache_index=i, encoder_padding_mask=np.arange(9)[None] < [[9], [5]])
+        steps.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    config = block.get_config()
+    assert config["cross_attention_kernel"] == "dot_product"
+    clone = TransformerDecoderBlock.from_config(config)
+    clone(X, SOURCE)
+    assert type(clone.cross_attention) is MultiHeadAttention
+
+
+def test_cross_attention_kernel_defaults_to_the_blocks_kernel():
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, attention_kernel="local",
+                                    attention_kernel_options={"window_size": 3})
+    block(X, SOURCE)
+    assert block.cross_attention_kernel is None
+    assert type(block.cross_attention) is LocalAttention
+    assert block.cross_attention.window_size == 3
+
+
+def test_cross_attention_kernel_errors():
+    with pytest.raises(ValueError, match=r"argument `cross_attention_kernel`, expected one "
+                       r"of .*Received: cross_attention_kernel='flash'"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
+                                cross_attention_kernel="flash")
+    with pytest.raises(ValueError, match=r"incompatible arguments `attention_dropout` and "
+                       r"`cross_attention_kernel`: the 'performer' kernel forms no "
+                       r"attention weights"):
+        TransformerDecoderBlock(num_heads=2, intermediate_dim=16, attention_dropout=0.1,
+                                cross_attention_kernel="performer")
