@@ -28,6 +28,17 @@ def _softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def _reference_weights(attention, queries, keys, key_mask):
+    """softmax(q k^T / sqrt(D)) in NumPy with an attention layer's query and
+    key projections; masked keys get 0: `(B, H, T, S)`."""
+    q = np.einsum("btf,fnh->btnh", queries, np.asarray(attention.query_dense.kernel))
+    q = q + np.asarray(attention.query_dense.bias)
+    k = np.einsum("bsf,fnh->bsnh", keys, np.asarray(attention.key_dense.kernel))
+    k = k + np.asarray(attention.key_dense.bias)
+    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
+    return _softmax(np.where(key_mask[:, None, None, :], logits, -np.inf))
+
+
 def _check_rows(weights, query_mask, key_mask, causal=False):
     """Real query rows sum to 1 over real keys; padded keys (and the future) get 0."""
     batch, heads, queries, keys = weights.shape
@@ -89,14 +100,8 @@ def test_kernels_without_weights_leave_their_layers_out(tmp_path, kernel, option
         target + np.asarray(block.self_attention(target, target, use_causal_mask=True,
                                                  query_mask=TARGET != 0,
                                                  value_mask=TARGET != 0))))
-    attention = block.cross_attention
-    q = np.einsum("bte,ehd->bthd", hidden, np.asarray(attention.query_dense.kernel))
-    q = q + np.asarray(attention.query_dense.bias)
-    k = np.einsum("bse,ehd->bshd", encoded, np.asarray(attention.key_dense.kernel))
-    k = k + np.asarray(attention.key_dense.bias)
-    logits = np.einsum("bthd,bshd->bhts", q, k) / np.sqrt(q.shape[-1])
-    logits = np.where((SOURCE != 0)[:, None, None, :], logits, -np.inf)
-    expected = _softmax(logits) * (TARGET != 0)[:, None, :, None]  # padded queries: 0
+    expected = _reference_weights(block.cross_attention, hidden, encoded, SOURCE != 0)
+    expected = expected * (TARGET != 0)[:, None, :, None]  # padded queries: 0
     np.testing.assert_allclose(scores["decoder_block_0/cross_attention"], expected, atol=1e-5)
     name, _ = plot_model_attention(model, inputs, tmp_path / "t.png", head=0)
     assert name == "decoder_block_1/cross_attention"
@@ -119,13 +124,7 @@ def test_first_encoder_layer_matches_numpy_reference():
     weights = attention_scores(model, ids)["encoder_block_0/self_attention"]
     x = np.asarray(model.get_layer("embedding")(ids))  # (B, T, E)
     attention = model.get_layer("encoder_block_0").self_attention
-    q = np.einsum("btf,fnh->btnh", x, np.asarray(attention.query_dense.kernel))
-    q = q + np.asarray(attention.query_dense.bias)
-    k = np.einsum("bsf,fnh->bsnh", x, np.asarray(attention.key_dense.kernel))
-    k = k + np.asarray(attention.key_dense.bias)
-    logits = np.einsum("btnh,bsnh->bnts", q, k) / np.sqrt(q.shape[-1])
-    logits = np.where((ids != 0)[:, None, None, :], logits, -np.inf)
-    expected = _softmax(logits)
+    expected = _reference_weights(attention, x, x, ids != 0)
     real = ids != 0
     for b in range(2):
         np.testing.assert_allclose(
