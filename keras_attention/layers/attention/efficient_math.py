@@ -57,7 +57,7 @@ def reject_cache_method(layer, method, missing="a KV cache"):
 
 
 def check_no_cache(layer, cache, cache_index):
-    """For layers without a KV cache (Linformer, BigBird): reject `cache` /
+    """For layers without a KV cache (Linformer): reject `cache` /
     `cache_index`."""
     if cache is not None:
         reject_argument(layer, "cache", cache, "None (no KV cache)")
