@@ -19,12 +19,14 @@ Other data:
     python examples/generate.py --text-files my_corpus/ notes.txt
     python examples/generate.py --tfds tiny_shakespeare --download
 
-Performer or sliding-window (local) self-attention; both keep a KV cache,
-so generation and the export work as with exact attention
-(`--kernel-option NAME=VALUE` sets the kernel layer's options; Performer
-draws no heat map):
+Performer, sliding-window (local) or BigBird self-attention; each keeps
+a KV cache, so generation and the export work as with exact attention
+(`--kernel-option NAME=VALUE` sets the kernel layer's options; BigBird's
+`sequence_length` is `--sequence-length`, one block pattern for training
+and generation; Performer draws no heat map):
 
     python examples/generate.py --attention-kernel local --kernel-option window_size=32
+    python examples/generate.py --attention-kernel big_bird --kernel-option block_size=16
 
 Several devices (docs/distributed.md):
 
