@@ -94,13 +94,15 @@ def derived_kernel_options(kernel, sequence_length):
     return model_parts.sequence_length_option(kernel, sequence_length)
 
 
-def check_kernel_option_choices(value, kernels, sequence_length=None):
+def check_kernel_option_choices(value, kernels, sequence_length=None,
+                                name="attention_kernel_options"):
     """Per-kernel option choices: `{kernel: {option: value or [choices]}}`.
 
     Every kernel must be one of the searched `kernels`; every option must be
     one its layer takes, and every choice a value the layer accepts (checked
     with the other options at their first choice and the derived options of
     `derived_kernel_options`, by building the layer as the blocks do).
+    Errors name the argument `name`.
 
     Returns:
         `{kernel: {option: tuple of choices}}` for every searched kernel
@@ -114,34 +116,35 @@ def check_kernel_option_choices(value, kernels, sequence_length=None):
             option the kernel's layer refuses.
     """
     value = {} if value is None else value
+    kernel_argument = name[: -len("_options")]
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
         raise TypeError(
-            "Received an invalid value for argument `attention_kernel_options`, "
+            f"Received an invalid value for argument `{name}`, "
             "expected None or a dict mapping searched attention kernels to dicts "
             "of their options' choices. Received: "
-            f"attention_kernel_options={value!r} of type {type(value).__name__}"
+            f"{name}={value!r} of type {type(value).__name__}"
         )
     unknown = [k for k in value if k not in kernels]
     if unknown:
         raise _invalid(
-            "attention_kernel_options",
-            f"keys among the searched attention_kernel choices {list(kernels)} "
+            name,
+            f"keys among the searched {kernel_argument} choices {list(kernels)} "
             f"(not {unknown})",
             value,
         )
     space = {}
     for kernel in kernels:
         given = value.get(kernel, {})
-        name = f"attention_kernel_options[{kernel!r}]"
+        entry = f"{name}[{kernel!r}]"
         if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
             raise TypeError(
-                f"Received an invalid value for argument `{name}`, expected a "
+                f"Received an invalid value for argument `{entry}`, expected a "
                 "dict of option names to one value or a list of choices. "
-                f"Received: {name}={given!r} of type {type(given).__name__}"
+                f"Received: {entry}={given!r} of type {type(given).__name__}"
             )
         choices = {}
         for option, option_value in given.items():
-            option_name = f"{name}[{option!r}]"
+            option_name = f"{entry}[{option!r}]"
             values = check_choices(
                 option_value, option_name, "a number, string or bool",
                 _is_option_value,
@@ -153,14 +156,36 @@ def check_kernel_option_choices(value, kernels, sequence_length=None):
             **derived_kernel_options(kernel, sequence_length),
             **{o: c[0] for o, c in choices.items()},
         }
-        block_components.check_attention_kernel_options(first, kernel)
-        for option, values in choices.items():
-            for choice in values[1:]:
-                block_components.check_attention_kernel_options(
-                    {**first, option: choice}, kernel
-                )
+        trials = [first] + [
+            {**first, option: choice}
+            for option, values in choices.items() for choice in values[1:]
+        ]
+        for trial in trials:
+            try:
+                block_components.check_attention_kernel_options(trial, kernel)
+            except (TypeError, ValueError) as error:
+                if name == "attention_kernel_options":
+                    raise
+                raise type(error)(
+                    str(error).replace("`attention_kernel_options`", f"`{name}`")
+                ) from error
         space[kernel] = choices
     return space
+
+
+def choose_kernel_options(hp, parent, kernel, option_choices, sequence_length, prefix=""):
+    """The options of `kernel` (chosen by the hyper-parameter `parent`), or
+    `None`. Every kernel's searched options are registered as
+    `<prefix><kernel>_<option>`, each conditional on `parent` being its
+    kernel, so every trial sees the same space; the derived options
+    (`derived_kernel_options`) are added, not searched."""
+    chosen = {}
+    for k, choices in option_choices.items():
+        with hp.conditional_scope(parent, [k]):
+            values = {o: choose(hp, f"{prefix}{k}_{o}", c) for o, c in choices.items()}
+        if k == kernel:
+            chosen = values
+    return {**derived_kernel_options(kernel, sequence_length), **chosen} or None
 
 
 def check_range(value, name, low, high, high_inclusive=False, positive=False):
@@ -331,19 +356,6 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
                 chosen = value
         return chosen
 
-    def _choose_kernel_options(self, hp, kernel):
-        """The options of `kernel`, or `None`. Every kernel's searched
-        options are registered, each conditional on its kernel, so every
-        trial sees the same space."""
-        chosen = {}
-        for k, choices in self._kernel_options.items():
-            with hp.conditional_scope("attention_kernel", [k]):
-                values = {o: choose(hp, f"{k}_{o}", c) for o, c in choices.items()}
-            if k == kernel:
-                chosen = values
-        options = {**derived_kernel_options(kernel, self._sequence_length), **chosen}
-        return options or None
-
     def transformer_arguments(self, hp):
         """Builder arguments and optimizer settings sampled from `hp`.
 
@@ -368,7 +380,9 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
         kernel = choose(hp, "attention_kernel", self.attention_kernel)
         scheme = self._choose_position_scheme(hp, kernel)
         arguments["position_scheme"] = None if scheme == NONE else scheme
-        options = self._choose_kernel_options(hp, kernel)
+        options = choose_kernel_options(
+            hp, "attention_kernel", kernel, self._kernel_options, self._sequence_length
+        )
         if self._takes_kernel:
             arguments["attention_kernel"] = kernel
             arguments["attention_kernel_options"] = options

@@ -1,9 +1,16 @@
 """keras-tuner HyperModel of `keras_attention.models.transformer_translator`."""
 
 from keras_attention.models import transformer_translator
+from keras_attention.models.model_parts import CAUSAL_DECODING_KERNELS
+from keras_attention.models.model_parts import kernel_position_schemes
 from keras_attention.training import MaskedAccuracy
 from keras_attention.training import MaskedSparseCategoricalCrossentropy
+from keras_attention.tuning.search_space import NONE
 from keras_attention.tuning.search_space import TransformerSearchSpace
+from keras_attention.tuning.search_space import check_kernel_option_choices
+from keras_attention.tuning.search_space import check_name_choices
+from keras_attention.tuning.search_space import choose
+from keras_attention.tuning.search_space import choose_kernel_options
 from keras_attention.tuning.search_space import transformer_optimizer
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rate
@@ -16,8 +23,9 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
     sequence_length, target_vocabulary_size=..., ...)` with sampled depth
     (encoder and decoder alike), heads, key size (`hidden_dim = num_heads *
     key_dim`), feed-forward width (`intermediate_dim =
-    intermediate_multiplier * hidden_dim`), dropout, pre/post-LN, attention
-    kernel, absolute positions and in-attention positional scheme, and
+    intermediate_multiplier * hidden_dim`), dropout, pre/post-LN, encoder
+    and decoder attention kernels and their options, absolute positions and
+    in-attention positional scheme, and
     compiles it as in the paper: Adam (`beta_2=0.98`, `epsilon=1e-9`) with
     `TransformerSchedule` peaking at `learning_rate` after `warmup_steps`,
     label-smoothed `MaskedSparseCategoricalCrossentropy` and
@@ -62,6 +70,16 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
             (`local_window_size`), active only in that kernel's trials.
             `sequence_length` is the `sequence_length` option of
             `"linformer"` and `"big_bird"` unless given here.
+        decoder_attention_kernel: kernel names for the decoder's causal
+            self-attention, among those with cached decoding:
+            `"dot_product"` (the default, fixed), `"performer"`, `"local"`,
+            `"big_bird"`; the cross-attention stays exact. Each must take
+            every `position_scheme` searched (`"performer"`: `None` or
+            `"rotary"` only).
+        decoder_attention_kernel_options: as `attention_kernel_options`,
+            for the decoder kernels; the hyper-parameters are
+            `decoder_<kernel>_<option>`, conditional on
+            `decoder_attention_kernel`.
         name: optional name of the HyperModel.
         tunable: whether its hyper-parameters are tuned.
 
@@ -110,6 +128,8 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
         warmup_steps=(400, 1000, 4000),
         label_smoothing=0.1,
         attention_kernel_options=None,
+        decoder_attention_kernel="dot_product",
+        decoder_attention_kernel_options=None,
         name=None,
         tunable=True,
     ):
@@ -136,10 +156,38 @@ class TransformerTranslatorHyperModel(TransformerSearchSpace):
             target_vocabulary_size, "target_vocabulary_size", allow_none=True
         )
         self.label_smoothing = check_rate(label_smoothing, "label_smoothing")
+        self.decoder_attention_kernel = check_name_choices(
+            decoder_attention_kernel, "decoder_attention_kernel", CAUSAL_DECODING_KERNELS
+        )
+        for kernel in self.decoder_attention_kernel:
+            # The scheme is drawn for the encoder's kernel: a decoder kernel
+            # must take every scheme searched.
+            allowed = kernel_position_schemes(kernel)
+            refused = [s for s in self.position_scheme if (None if s == NONE else s)
+                       not in allowed]
+            if refused:
+                raise ValueError(
+                    "Received incompatible arguments `decoder_attention_kernel` and "
+                    f"`position_scheme`: the {kernel!r} kernel takes no additive "
+                    f"attention bias, so not the schemes {refused}; expected "
+                    f"position schemes among {list(allowed)}. Received: "
+                    f"decoder_attention_kernel={decoder_attention_kernel!r}, "
+                    f"position_scheme={position_scheme!r}"
+                )
+        self._decoder_kernel_options = check_kernel_option_choices(
+            decoder_attention_kernel_options, self.decoder_attention_kernel,
+            self.sequence_length, name="decoder_attention_kernel_options",
+        )
 
     def build(self, hp):
         """A compiled `transformer_translator` for the hyper-parameters `hp`."""
         arguments, learning_rate, warmup_steps = self.transformer_arguments(hp)
+        decoder_kernel = choose(hp, "decoder_attention_kernel", self.decoder_attention_kernel)
+        arguments["decoder_attention_kernel"] = decoder_kernel
+        arguments["decoder_attention_kernel_options"] = choose_kernel_options(
+            hp, "decoder_attention_kernel", decoder_kernel, self._decoder_kernel_options,
+            self.sequence_length, prefix="decoder_",
+        )
         model = transformer_translator(
             vocabulary_size=self.vocabulary_size,
             sequence_length=self.sequence_length,

@@ -68,6 +68,35 @@ def test_sampled_values_reach_the_model():
     np.testing.assert_allclose(float(model.optimizer._learning_rate(9)), 2e-3, rtol=1e-5)
 
 
+def test_decoder_kernel_and_its_options_are_searched():
+    hypermodel = _small(
+        position_scheme=[None, "rotary"], attention_kernel="dot_product",
+        decoder_attention_kernel=["dot_product", "local", "big_bird"],
+        decoder_attention_kernel_options={"local": {"window_size": [1, 2]},
+                                          "big_bird": {"block_size": 2}})
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    assert model.arguments["decoder_attention_kernel"] == "dot_product"
+    assert model.arguments["decoder_attention_kernel_options"] is None
+    space = {h.name: h for h in hp.space}
+    assert space["decoder_attention_kernel"].values == ["dot_product", "local", "big_bird"]
+    assert space["decoder_local_window_size"].values == [1, 2]
+    assert [c.values for c in space["decoder_local_window_size"].conditions] == [["local"]]
+    oracle = {name: space[name].default if hasattr(space[name], "default")
+              else space[name].value for name in space}
+    for kernel, value, options in [
+            ("local", {"decoder_local_window_size": 2}, {"window_size": 2}),
+            ("big_bird", {}, {"block_size": 2, "sequence_length": LENGTH})]:
+        hp.values.update({**oracle, "decoder_attention_kernel": kernel, **value})
+        model = hypermodel.build(hp)
+        assert model.arguments["decoder_attention_kernel"] == kernel
+        assert model.arguments["decoder_attention_kernel_options"] == options
+        assert model.get_layer("decoder_block_0").self_attention.__class__.__name__ == {
+            "local": "LocalAttention", "big_bird": "BigBirdAttention"}[kernel]
+        logits = model({"source_ids": np.array([[3, 4, 0]]), "target_ids": np.array([[1, 5]])})
+        assert tuple(logits.shape) == (1, 2, TARGET_VOCAB)
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
@@ -77,6 +106,19 @@ def test_sampled_values_reach_the_model():
         ({"warmup_steps": [10, -1]}, r"argument `warmup_steps`, expected a positive integer"),
         ({"intermediate_multiplier": 1.5}, r"argument `intermediate_multiplier`, expected a "
          r"positive integer"),
+        ({"decoder_attention_kernel": "linformer"}, r"argument `decoder_attention_kernel`, "
+         r"expected one of \['big_bird', 'dot_product', 'local', 'performer'\]"),
+        ({"decoder_attention_kernel": ["dot_product", "performer"]},
+         r"incompatible arguments `decoder_attention_kernel` and `position_scheme`: the "
+         r"'performer' kernel takes no additive attention bias, so not the schemes "
+         r"\['relative', 'alibi'\]"),
+        ({"decoder_attention_kernel": "local",
+          "decoder_attention_kernel_options": {"local": {"window_size": [2, 0]}}},
+         r"argument `decoder_attention_kernel_options` for attention_kernel='local'"),
+        ({"decoder_attention_kernel": "local",
+          "decoder_attention_kernel_options": {"performer": {"num_random_features": 8}}},
+         r"argument `decoder_attention_kernel_options`, expected keys among the searched "
+         r"decoder_attention_kernel choices \['local'\]"),
     ],
 )
 def test_invalid_arguments(overrides, message):
