@@ -36,9 +36,20 @@ per second (> 1: ours is faster), plus the process-CPU-time ratio and the
 machine `context`; lines are appended to
 `benchmarks/results/generation.jsonl`.
 
+3. With `--attention-kernel K` (and `--kernel-option NAME=VALUE`): the
+   model's blocks use kernel K (`performer`, `local`, `big_bird`: the
+   kernels with cached decoding), comparisons 1 and 2 run on it, and a
+   third line compares its cached greedy search with the same model
+   using exact attention (`dot_product`, same sizes and seed), so
+   `ratio = K tokens/s / exact tokens/s`. Each kernel's cache holds every
+   position (O(S_max) work per token, as exact attention's; Performer's
+   step is O(S_max M) with M random features).
+
 Run:
 
     python benchmarks/generation.py            # 5-15 minutes on 2 shared CPU cores
+    python benchmarks/generation.py --attention-kernel local \
+        --kernel-option window_size=16 --skip-keras-hub
     python benchmarks/generation.py --smoke    # tiny sizes, seconds, no results file
 """
 
@@ -56,11 +67,13 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import keras_attention as ka  # noqa: E402
+from keras_attention.models.model_parts import CAUSAL_DECODING_KERNELS  # noqa: E402
 
 SIZES = dict(num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024)
 SMOKE_SIZES = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32)
 RESULTS = "generation.jsonl"
 UNCACHED = "keras_attention uncached (all L buffer positions recomputed every step)"
+EXACT = "keras_attention dot_product (exact) cached decoding, same sizes"
 HUB = "keras_hub.models.GPT2CausalLM.generate (greedy, XLA)"
 
 
@@ -72,6 +85,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-keras-hub", action="store_true")
+    parser.add_argument("--attention-kernel", default="dot_product",
+                        choices=CAUSAL_DECODING_KERNELS,
+                        help="the blocks' kernel; not dot_product: also timed "
+                             "against exact attention's cached decoding")
+    parser.add_argument("--kernel-option", type=_kernel_option, action="append",
+                        default=[], metavar="NAME=VALUE",
+                        help="an option of the kernel's layer, repeatable")
     parser.add_argument(
         "--smoke", action="store_true",
         help="tiny model, 4 new tokens, batch 2, 1 round; no results file",
@@ -84,6 +104,19 @@ def parse_args(argv=None):
         args.vocabulary_size, args.prompt_length, args.new_tokens = 64, 4, 4
         args.batch_sizes, args.repeats, args.results = [2], 1, None
     return args
+
+
+def _kernel_option(text):
+    """`NAME=VALUE` -> `(name, int or float or the string)`."""
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, received {text!r}")
+    for convert in (int, float):
+        try:
+            return name, convert(value)
+        except ValueError:
+            pass
+    return name, value
 
 
 def keras_hub_model(sizes, vocabulary_size, max_length):
@@ -107,11 +140,20 @@ def main(argv=None):
     args = parse_args(argv)
     keras.utils.set_random_seed(0)
     max_length = args.prompt_length + args.new_tokens
-    model = ka.models.causal_lm(
-        vocabulary_size=args.vocabulary_size, sequence_length=max_length,
-        dropout=0.0, **args.sizes,
-    )
+    def build(kernel, options):
+        keras.utils.set_random_seed(0)
+        return ka.models.causal_lm(
+            vocabulary_size=args.vocabulary_size, sequence_length=max_length,
+            dropout=0.0, attention_kernel=kernel, attention_kernel_options=options,
+            **args.sizes,
+        )
+
+    model = build(args.attention_kernel, dict(args.kernel_option) or None)
     generator = ka.generation.CausalLMGenerator(model, end_token_id=None, jit_compile=True)
+    exact = None
+    if args.attention_kernel != "dot_product":
+        exact = ka.generation.CausalLMGenerator(
+            build("dot_product", None), end_token_id=None, jit_compile=True)
     peer = None
     if not args.skip_keras_hub:
         peer = keras_hub_model(args.sizes, args.vocabulary_size, max_length)
@@ -127,6 +169,8 @@ def main(argv=None):
             args.sizes, vocabulary_size=args.vocabulary_size, batch_size=batch,
             prompt_length=args.prompt_length, new_tokens=args.new_tokens,
             decoding="greedy", jit_compile=True, rounds=args.repeats,
+            attention_kernel=args.attention_kernel,
+            attention_kernel_options=model.arguments["attention_kernel_options"],
         )
         hub_inputs = {
             "token_ids": np.pad(prompt, ((0, 0), (0, args.new_tokens))),
@@ -150,6 +194,9 @@ def main(argv=None):
         if peer is not None:
             units["hub"] = unit("hub", lambda: keras.tree.map_structure(
                 np.asarray, peer.generate(hub_inputs, stop_token_ids=None)))
+        if exact is not None:
+            units["exact"] = unit("exact", lambda: exact.greedy_search(
+                prompt, max_new_tokens=args.new_tokens, use_cache=True))
         traces = generator.trace_count
         times = common.interleaved(units, args.repeats, warmup=1)
         # One trace per decoding path (cached, uncached), none while timing.
@@ -158,7 +205,7 @@ def main(argv=None):
         # Count the generated tokens of each side's last output.
         generated = {
             k: int((outputs[k][:, args.prompt_length:] != 0).sum() // batch)
-            for k in ("cached", "uncached")
+            for k in ("cached", "uncached", "exact") if k in outputs
         }
         if peer is not None:
             generated["hub"] = int(
@@ -190,7 +237,16 @@ def main(argv=None):
                                      / times["cached"].cpu_seconds, 3),
                 seconds_per_round={"ours": seconds("cached"), "peer": seconds("hub")},
             ))
-        for line in lines[-2 if peer is not None else -1:]:
+        if exact is not None:
+            lines.append(common.record(
+                "generation", config, "tokens_per_second", rate["cached"],
+                EXACT, rate["exact"],
+                new_tokens_per_row=generated, retraced_while_timing=retraced,
+                cpu_time_ratio=round(times["exact"].cpu_seconds
+                                     / times["cached"].cpu_seconds, 3),
+                seconds_per_round={"ours": seconds("cached"), "peer": seconds("exact")},
+            ))
+        for line in lines[-(1 + (peer is not None) + (exact is not None)):]:
             common.emit(line, args.results)
     return lines
 

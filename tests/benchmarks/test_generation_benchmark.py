@@ -38,3 +38,20 @@ def test_generation_benchmark_smoke_prints_result_lines(
     # Cached and uncached decoding choose the same tokens.
     assert lines[0]["cached_equals_uncached"] is True
     assert list(tmp_path.iterdir()) == []
+
+
+def test_generation_benchmark_kernel_mode_compares_with_exact_attention(
+    benchmark, tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(benchmark.common, "RESULTS_DIR", str(tmp_path))
+    lines = benchmark.main(["--smoke", "--skip-keras-hub", "--attention-kernel", "local",
+                            "--kernel-option", "window_size=2"])
+    assert [line["peer_name"] for line in lines] == [benchmark.UNCACHED, benchmark.EXACT]
+    for line in lines:
+        assert line["config"]["attention_kernel"] == "local"
+        assert line["config"]["attention_kernel_options"] == {"window_size": 2}
+        assert set(line["new_tokens_per_row"].values()) == {line["config"]["new_tokens"]}
+        assert line["ours"] > 0 and line["peer"] > 0
+    # The kernel's cached decoding picks the tokens its full passes pick.
+    assert lines[0]["cached_equals_uncached"] is True
+    assert list(tmp_path.iterdir()) == []
