@@ -106,16 +106,9 @@ def check_attention_kernel(attention_kernel, position_scheme, attention_kernel_o
             "cache for generation). Received: "
             f"{argument}={attention_kernel!r}"
         )
-    try:
-        options = block_components.check_attention_kernel_options(
-            attention_kernel_options, attention_kernel
-        )
-    except (TypeError, ValueError) as error:
-        if argument == "attention_kernel":
-            raise
-        raise type(error)(
-            str(error).replace("`attention_kernel_options`", f"`{options_argument}`")
-        ) from error
+    options = block_components.check_attention_kernel_options(
+        attention_kernel_options, attention_kernel, options_argument
+    )
     required = _BUILDER_REQUIRED_OPTIONS.get(attention_kernel)
     if required is not None and required[0] not in options:
         raise ValueError(

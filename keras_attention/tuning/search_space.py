@@ -161,14 +161,7 @@ def check_kernel_option_choices(value, kernels, sequence_length=None,
             for option, values in choices.items() for choice in values[1:]
         ]
         for trial in trials:
-            try:
-                block_components.check_attention_kernel_options(trial, kernel)
-            except (TypeError, ValueError) as error:
-                if name == "attention_kernel_options":
-                    raise
-                raise type(error)(
-                    str(error).replace("`attention_kernel_options`", f"`{name}`")
-                ) from error
+            block_components.check_attention_kernel_options(trial, kernel, name)
         space[kernel] = choices
     return space
 

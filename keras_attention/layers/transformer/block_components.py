@@ -95,13 +95,14 @@ _BLOCK_ATTENTION_ARGUMENTS = (
 )
 
 
-def check_attention_kernel_options(options, kernel):
+def check_attention_kernel_options(options, kernel, argument="attention_kernel_options"):
     """Validate a block's `attention_kernel_options` for `kernel`.
 
     `None` or a dict of extra constructor arguments of the kernel's layer
     class (e.g. `{"window_size": 32}` for `"local"`), not one the block
     sets itself. Builds one throwaway kernel layer (no weights), so an
     unknown option or a bad value fails here, with the layer's own message.
+    Errors name `argument` (the caller's name for the options).
 
     Returns:
         A new dict (`{}` for `None`).
@@ -110,18 +111,18 @@ def check_attention_kernel_options(options, kernel):
         return {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         raise TypeError(
-            "Received an invalid value for argument `attention_kernel_options`, "
+            f"Received an invalid value for argument `{argument}`, "
             "expected None or a dict of the kernel layer's constructor "
             "arguments by name. Received: "
-            f"attention_kernel_options={options!r} of type {type(options).__name__}"
+            f"{argument}={options!r} of type {type(options).__name__}"
         )
     reserved = sorted(set(options) & set(_BLOCK_ATTENTION_ARGUMENTS))
     if reserved:
         raise ValueError(
-            "Received an invalid value for argument `attention_kernel_options`, "
+            f"Received an invalid value for argument `{argument}`, "
             f"expected no key the block sets itself ({list(_BLOCK_ATTENTION_ARGUMENTS)}; "
             "use the block's own arguments). Received: "
-            f"attention_kernel_options={options!r} (keys {reserved})"
+            f"{argument}={options!r} (keys {reserved})"
         )
     layer_cls = ATTENTION_KERNELS[kernel]
     # A layer's unseeded SeedGenerator draws from Python's `random`: keep
@@ -131,7 +132,7 @@ def check_attention_kernel_options(options, kernel):
         layer_cls(num_heads=1, key_dim=1, **options)
     except (TypeError, ValueError) as error:
         raise type(error)(
-            "Received an invalid value for argument `attention_kernel_options` "
+            f"Received an invalid value for argument `{argument}` "
             f"for attention_kernel={kernel!r} ({layer_cls.__name__}): {error}"
         ) from error
     finally:
