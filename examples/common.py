@@ -22,8 +22,7 @@ from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
-from keras_attention.models.model_parts import check_attention_kernel
-from keras_attention.models.model_parts import sequence_length_option
+from keras_attention.models import model_parts
 from keras_attention.visualization import attention_layer_names
 from keras_attention.visualization import plot_model_attention
 
@@ -93,26 +92,23 @@ def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=Fa
     dest = prefix.replace("-", "_")
     kernel = getattr(args, f"{dest}attention_kernel")
     options = dict(getattr(args, f"{dest}kernel_option"))
-    stand_in = sequence_length_option(kernel, sequence_length or 1)
     try:
-        check_attention_kernel(kernel, None, {**stand_in, **options},
-                               causal_decoding=causal_decoding)
+        model_parts.check_attention_kernel(
+            kernel, None, model_parts.with_sequence_length(kernel, options, sequence_length or 1),
+            causal_decoding=causal_decoding)
     except (TypeError, ValueError) as error:
         parser.error(f"--{prefix}attention-kernel {kernel} / --{prefix}kernel-option: "
                      f"{error}")
-    arguments = dict(attention_kernel=kernel, attention_kernel_options=options or None)
-    if sequence_length is not None:
-        arguments = with_sequence_length(arguments, sequence_length)
-    return arguments
+    return dict(attention_kernel=kernel, attention_kernel_options=model_parts.with_sequence_length(
+        kernel, options, sequence_length))
 
 
 def with_sequence_length(kernel_arguments, sequence_length):
     """`kernel_arguments` with the padded length as the kernel's
     `sequence_length` option where its layer takes one and no flag set it."""
     kernel = kernel_arguments["attention_kernel"]
-    options = {**sequence_length_option(kernel, sequence_length),
-               **(kernel_arguments["attention_kernel_options"] or {})}
-    return dict(attention_kernel=kernel, attention_kernel_options=options or None)
+    return dict(attention_kernel=kernel, attention_kernel_options=model_parts.with_sequence_length(
+        kernel, kernel_arguments["attention_kernel_options"], sequence_length))
 
 
 def add_common_arguments(parser, name):

@@ -192,8 +192,10 @@ def build_translator(args, source_tokenizer, target_tokenizer):
             intermediate_dim=args.intermediate_dim,
             dropout=args.dropout,
             **common.with_sequence_length(args.kernel_arguments, length),
-            **{f"decoder_{name}": value for name, value in common.with_sequence_length(
-                args.decoder_kernel_arguments, length).items()},
+            # The builder gives a BigBird decoder the model's length itself.
+            decoder_attention_kernel=args.decoder_kernel_arguments["attention_kernel"],
+            decoder_attention_kernel_options=args.decoder_kernel_arguments[
+                "attention_kernel_options"],
         )
 
     def compile_kwargs():

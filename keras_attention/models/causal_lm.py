@@ -147,10 +147,9 @@ def causal_lm(
     )
     # BigBird's pattern depends on the length: fix it to the longest one, so
     # cached steps over any buffer follow the pattern the model trained with.
-    attention_kernel_options = {
-        **parts.sequence_length_option(attention_kernel, sequence_length),
-        **(attention_kernel_options or {}),
-    } or None
+    attention_kernel_options = parts.with_sequence_length(
+        attention_kernel, attention_kernel_options, sequence_length
+    )
     arguments = dict(
         vocabulary_size=vocabulary_size,
         sequence_length=sequence_length,

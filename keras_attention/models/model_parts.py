@@ -61,15 +61,28 @@ def builder_attention_kernels():
     )
 
 
-def sequence_length_option(attention_kernel, sequence_length):
-    """`{"sequence_length": sequence_length}` for a kernel whose layer is
-    built for a longest length (`"linformer"`'s projections, `"big_bird"`'s
-    block pattern for inputs of unknown length), else `{}`: the option a
-    caller that knows the padded length (a HyperModel, an example) adds."""
+def kernel_takes(attention_kernel, option):
+    """Whether the layer of `attention_kernel` has the constructor argument
+    `option` (e.g. `"sequence_length"`, `"pattern_seed"`)."""
     layer_cls = block_components.ATTENTION_KERNELS[attention_kernel]
-    if "sequence_length" in inspect.signature(layer_cls.__init__).parameters:
-        return {"sequence_length": sequence_length}
-    return {}
+    return option in inspect.signature(layer_cls.__init__).parameters
+
+
+def with_sequence_length(attention_kernel, options, sequence_length):
+    """`options` (a dict or `None`) with `sequence_length` as the kernel's
+    own `sequence_length` option, for a kernel whose layer is built for a
+    longest length (`"linformer"`'s projections, `"big_bird"`'s block
+    pattern for inputs of unknown length) and options that do not set it;
+    what a caller that knows the padded length (a builder, a HyperModel, an
+    example) passes. `sequence_length=None` adds nothing.
+
+    Returns:
+        A new dict, or `None` when it is empty.
+    """
+    merged = dict(options or {})
+    if sequence_length is not None and kernel_takes(attention_kernel, "sequence_length"):
+        merged.setdefault("sequence_length", sequence_length)
+    return merged or None
 
 
 def kernel_position_schemes(attention_kernel):
@@ -222,9 +235,7 @@ def layer_block_arguments(block_kwargs, index):
     block pattern (`"big_bird"`'s `pattern_seed`), block `i` draws its own
     pattern, seed `pattern_seed + i` (0 + i by default), as each layer of
     the BigBird paper's model draws its random blocks; all else is shared."""
-    kernel = block_kwargs["attention_kernel"]
-    layer_cls = block_components.ATTENTION_KERNELS[kernel]
-    if "pattern_seed" not in inspect.signature(layer_cls.__init__).parameters:
+    if not kernel_takes(block_kwargs["attention_kernel"], "pattern_seed"):
         return block_kwargs
     options = dict(block_kwargs["attention_kernel_options"] or {})
     options["pattern_seed"] = options.get("pattern_seed", 0) + index

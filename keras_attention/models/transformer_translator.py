@@ -228,10 +228,9 @@ def transformer_translator(
         decoder_attention_kernel, position_scheme, decoder_attention_kernel_options,
         causal_decoding=True, argument="decoder_attention_kernel",
     )
-    decoder_attention_kernel_options = {
-        **parts.sequence_length_option(decoder_attention_kernel, sequence_length),
-        **(decoder_attention_kernel_options or {}),
-    } or None
+    decoder_attention_kernel_options = parts.with_sequence_length(
+        decoder_attention_kernel, decoder_attention_kernel_options, sequence_length
+    )
     if (
         share_embeddings
         and target_vocabulary_size is not None

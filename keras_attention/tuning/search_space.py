@@ -85,23 +85,15 @@ def _is_option_value(value):
     return isinstance(value, (bool, str)) or _is_real(value)
 
 
-def derived_kernel_options(kernel, sequence_length):
-    """Options a HyperModel sets from its own arguments, not searched: its
-    longest length as the `sequence_length` of Linformer and BigBird (see
-    `model_parts.sequence_length_option`)."""
-    if sequence_length is None:
-        return {}
-    return model_parts.sequence_length_option(kernel, sequence_length)
-
-
 def check_kernel_option_choices(value, kernels, sequence_length=None,
                                 name="attention_kernel_options"):
     """Per-kernel option choices: `{kernel: {option: value or [choices]}}`.
 
     Every kernel must be one of the searched `kernels`; every option must be
     one its layer takes, and every choice a value the layer accepts (checked
-    with the other options at their first choice and the derived options of
-    `derived_kernel_options`, by building the layer as the blocks do).
+    with the other options at their first choice and `sequence_length` as
+    the kernel's own where it takes one (`model_parts.with_sequence_length`),
+    by building the layer as the blocks do).
     Errors name the argument `name`.
 
     Returns:
@@ -152,10 +144,9 @@ def check_kernel_option_choices(value, kernels, sequence_length=None,
             if len({type(v) for v in values}) > 1:
                 raise _invalid(option_name, "choices of one type", option_value)
             choices[option] = values
-        first = {
-            **derived_kernel_options(kernel, sequence_length),
-            **{o: c[0] for o, c in choices.items()},
-        }
+        first = model_parts.with_sequence_length(
+            kernel, {o: c[0] for o, c in choices.items()}, sequence_length
+        ) or {}
         trials = [first] + [
             {**first, option: choice}
             for option, values in choices.items() for choice in values[1:]
@@ -170,15 +161,15 @@ def choose_kernel_options(hp, parent, kernel, option_choices, sequence_length, p
     """The options of `kernel` (chosen by the hyper-parameter `parent`), or
     `None`. Every kernel's searched options are registered as
     `<prefix><kernel>_<option>`, each conditional on `parent` being its
-    kernel, so every trial sees the same space; the derived options
-    (`derived_kernel_options`) are added, not searched."""
+    kernel, so every trial sees the same space; `sequence_length` is added
+    as the kernel's own where it takes one, not searched."""
     chosen = {}
     for k, choices in option_choices.items():
         with hp.conditional_scope(parent, [k]):
             values = {o: choose(hp, f"{prefix}{k}_{o}", c) for o, c in choices.items()}
         if k == kernel:
             chosen = values
-    return {**derived_kernel_options(kernel, sequence_length), **chosen} or None
+    return model_parts.with_sequence_length(kernel, chosen, sequence_length)
 
 
 def check_range(value, name, low, high, high_inclusive=False, positive=False):
@@ -289,7 +280,8 @@ class TransformerSearchSpace(keras_tuner.HyperModel):
             usable = tuple(
                 k for k in block_components.ATTENTION_KERNELS
                 if k in model_parts.builder_attention_kernels()
-                or derived_kernel_options(k, sequence_length)
+                or (sequence_length is not None
+                    and model_parts.kernel_takes(k, "sequence_length"))
             )
             check_name_choices(attention_kernel, "attention_kernel", usable)
         self._takes_kernel = takes_kernel

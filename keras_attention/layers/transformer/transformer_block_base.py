@@ -68,15 +68,7 @@ class TransformerBlockBase(keras.layers.Layer):
         )
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        if self.attention_dropout and not self._kernel_forms_attention_weights():
-            raise ValueError(
-                "Received incompatible arguments `attention_dropout` and "
-                f"`attention_kernel`: the {attention_kernel!r} kernel forms no "
-                "attention weights to drop, expected attention_dropout None "
-                "(then 0 for this kernel) or 0. Received: "
-                f"attention_dropout={attention_dropout!r}, "
-                f"attention_kernel={attention_kernel!r}"
-            )
+        self._check_attention_dropout(attention_kernel, "attention_kernel")
         self.attention_implementation = parts.check_attention_implementation(
             attention_implementation, attention_kernel, self._attention_dropout_rate()
         )
@@ -94,6 +86,18 @@ class TransformerBlockBase(keras.layers.Layer):
                 f"axis. Received: {name}.shape={shape}"
             )
         return shape
+
+    def _check_attention_dropout(self, kernel, argument):
+        """Refuse a non-zero `attention_dropout` for a kernel (named by the
+        constructor argument `argument`) that forms no attention weights."""
+        if self.attention_dropout and not self._kernel_forms_attention_weights(kernel):
+            raise ValueError(
+                "Received incompatible arguments `attention_dropout` and "
+                f"`{argument}`: the {kernel!r} kernel forms no attention weights "
+                "to drop, expected attention_dropout None (then 0 for this "
+                "kernel) or 0. Received: "
+                f"attention_dropout={self.attention_dropout!r}, {argument}={kernel!r}"
+            )
 
     def _attention_dropout_rate(self, kernel=None):
         """`attention_dropout`, else `dropout`, or 0 for a kernel that forms

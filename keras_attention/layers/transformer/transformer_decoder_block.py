@@ -164,20 +164,8 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 cross_attention_kernel, "cross_attention_kernel",
                 tuple(block_components.ATTENTION_KERNELS),
             )
+            self._check_attention_dropout(cross_attention_kernel, "cross_attention_kernel")
         self.cross_attention_kernel = cross_attention_kernel
-        if (
-            self.attention_dropout
-            and cross_attention_kernel is not None
-            and not self._kernel_forms_attention_weights(cross_attention_kernel)
-        ):
-            raise ValueError(
-                "Received incompatible arguments `attention_dropout` and "
-                f"`cross_attention_kernel`: the {cross_attention_kernel!r} kernel "
-                "forms no attention weights to drop, expected attention_dropout "
-                "None or 0. Received: "
-                f"attention_dropout={self.attention_dropout!r}, "
-                f"cross_attention_kernel={cross_attention_kernel!r}"
-            )
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         shape = self._check_sequence_shape(decoder_sequence_shape, "decoder_sequence")
