@@ -68,6 +68,7 @@ import numpy as np  # noqa: E402
 import common  # noqa: E402
 import keras_attention as ka  # noqa: E402
 from keras_attention.models.model_parts import CAUSAL_DECODING_KERNELS  # noqa: E402
+from keras_attention.utils.command_line import kernel_option  # noqa: E402
 
 SIZES = dict(num_layers=4, hidden_dim=256, num_heads=4, intermediate_dim=1024)
 SMOKE_SIZES = dict(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32)
@@ -89,7 +90,7 @@ def parse_args(argv=None):
                         choices=CAUSAL_DECODING_KERNELS,
                         help="the blocks' kernel; not dot_product: also timed "
                              "against exact attention's cached decoding")
-    parser.add_argument("--kernel-option", type=_kernel_option, action="append",
+    parser.add_argument("--kernel-option", type=kernel_option, action="append",
                         default=[], metavar="NAME=VALUE",
                         help="an option of the kernel's layer, repeatable")
     parser.add_argument(
@@ -104,19 +105,6 @@ def parse_args(argv=None):
         args.vocabulary_size, args.prompt_length, args.new_tokens = 64, 4, 4
         args.batch_sizes, args.repeats, args.results = [2], 1, None
     return args
-
-
-def _kernel_option(text):
-    """`NAME=VALUE` -> `(name, int or float or the string)`."""
-    name, equals, value = text.partition("=")
-    if not equals:
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, received {text!r}")
-    for convert in (int, float):
-        try:
-            return name, convert(value)
-        except ValueError:
-            pass
-    return name, value
 
 
 def keras_hub_model(sizes, vocabulary_size, max_length):

@@ -6,7 +6,6 @@ scripts from `examples/`, so this directory is on `sys.path`).
 """
 
 import argparse
-import ast
 import json
 import os
 import subprocess
@@ -23,6 +22,7 @@ from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
 from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
 from keras_attention.models import model_parts
+from keras_attention.utils.command_line import kernel_option
 from keras_attention.visualization import attention_layer_names
 from keras_attention.visualization import plot_model_attention
 
@@ -49,20 +49,6 @@ class DataError(Exception):
     """Bad user data: the message names the file (and the line)."""
 
 
-def _kernel_option(text):
-    """`--kernel-option NAME=VALUE` -> `(name, value)`; the value is a Python
-    literal (`32`, `0.5`, `True`) or else the string itself."""
-    name, equals, value = text.partition("=")
-    if not equals or not name.strip().isidentifier():
-        raise argparse.ArgumentTypeError(
-            f"expected NAME=VALUE (e.g. window_size=32), received {text!r}")
-    try:
-        value = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        pass
-    return name.strip(), value
-
-
 def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS), prefix="",
                                    what="the blocks' self-attention"):
     """`--<prefix>attention-kernel` (one of `kernels`) and
@@ -70,7 +56,7 @@ def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS), pref
     group.add_argument(f"--{prefix}attention-kernel", choices=list(kernels),
                        default="dot_product",
                        help=f"{what}: exact (dot_product) or an efficient kernel")
-    group.add_argument(f"--{prefix}kernel-option", type=_kernel_option, action="append",
+    group.add_argument(f"--{prefix}kernel-option", type=kernel_option, action="append",
                        default=[], metavar="NAME=VALUE",
                        help="an option of the kernel's layer, repeatable, e.g. "
                             "window_size=32 (local), num_random_features=128 "
