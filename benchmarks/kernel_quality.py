@@ -233,8 +233,10 @@ def bucket_accuracy(correct, distances, reach):
 def local_reach(kernel, options, layers):
     """Positions each side that one token of the `layers`-layer local
     classifier depends on: `layers * window_size` (each layer adds the
-    window radius)."""
-    if kernel != "local":
+    window radius). `None` for other kernels, and for local attention with
+    global tokens (through them every token reaches every other in two
+    layers)."""
+    if kernel != "local" or options.get("num_global_tokens"):
         return None
     default = inspect.signature(LocalAttention).parameters["window_size"].default
     window = options.get("window_size", default)
@@ -260,12 +262,18 @@ def receptive_field_bound(distances, reach):
 
 
 def kernel_options(kernel, length, mode, linformer_projection_dim=None,
-                   linformer_fixed_projections=False, local_window_size=None):
+                   linformer_fixed_projections=False, local_window_size=None,
+                   local_global_tokens=0):
     """Constructor options of `kernel` for sequences of `length` tokens
     (Linformer's `projection_dim`: `linformer_projection_dim`, else T/4;
     its E and F fixed at their pooling start with
     `linformer_fixed_projections`; local's window radius:
-    `local_window_size`, else T/8)."""
+    `local_window_size`, else T/8, and its `num_global_tokens`:
+    `local_global_tokens`)."""
+    if kernel == "local" and local_global_tokens:
+        options = kernel_options(kernel, length, mode,
+                                 local_window_size=local_window_size)
+        return dict(options, num_global_tokens=local_global_tokens)
     if mode == "default" or kernel in ("dot_product", "performer"):
         return {}
     if kernel == "local":
@@ -318,7 +326,7 @@ def run(args):
         k: kernel_options(k, args.length, args.kernel_options,
                           args.linformer_projection_dim,
                           args.linformer_fixed_projections,
-                          args.local_window_size)
+                          args.local_window_size, args.local_global_tokens)
         for k in kernels
     }
     max_distance = None
@@ -427,6 +435,10 @@ def parse_args(argv=None):
     parser.add_argument("--local-window-size", type=int, default=None,
                         help="local's window radius with --kernel-options "
                              "scaled (default: length // 8)")
+    parser.add_argument("--local-global-tokens", type=int, default=0,
+                        help="local's num_global_tokens: leading positions "
+                             "every query attends and that attend every key "
+                             "(Longformer's global attention; default 0)")
     parser.add_argument("--linformer-fixed-projections", action="store_true",
                         help="Linformer's E and F stay at their pooling start "
                              "(trainable_projections=False)")

@@ -165,3 +165,11 @@ def test_kernel_options_scaled_and_overridden(benchmark):
     assert benchmark.kernel_options("local", 64, "default") == {}
     # The reach the distance buckets use follows the window.
     assert benchmark.local_reach("local", {"window_size": 16}, 2) == 32
+    # Global tokens: any two tokens meet through them, so no reach bound.
+    options = benchmark.kernel_options("local", 64, "scaled", local_global_tokens=1)
+    assert options == {"window_size": 8, "num_global_tokens": 1}
+    assert benchmark.local_reach("local", options, 2) is None
+    assert benchmark.kernel_options("local", 64, "default", local_global_tokens=2) == {
+        "num_global_tokens": 2}
+    assert benchmark.kernel_options("big_bird", 64, "scaled",
+                                    local_global_tokens=1) == {"block_size": 4}

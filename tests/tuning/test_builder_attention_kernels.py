@@ -121,6 +121,7 @@ def test_local_kernel_with_a_window_over_everything_equals_dot_product():
 @pytest.mark.parametrize("kernel,options,layer_cls", [
     ("performer", {"num_random_features": 16}, PerformerAttention),
     ("local", {"window_size": 2}, LocalAttention),
+    ("local", {"window_size": 1, "num_global_tokens": 2}, LocalAttention),
     ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1},
      BigBirdAttention),
 ])

@@ -10,9 +10,6 @@ from keras import ops
 from keras_attention.layers.attention import efficient_math
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
-from keras_attention.ops import causal_mask
-from keras_attention.ops import merge_masks
-from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_positive_int
 
@@ -460,22 +457,16 @@ class BigBirdAttention(MultiHeadAttention):
 
         if global_rows > 0:
             # Global query blocks attend every key: dense rows.
-            row_masks = [causal_mask(global_rows, k_len)] if use_causal_mask else []
-            if q_mask is not None:
-                row_masks.append(q_mask[:, None, :global_rows, None])  # (B,1,g,1)
-            if k_mask is not None:
-                row_masks.append(k_mask[:, None, None, :])  # (B, 1, 1, S)
-            if explicit is not None:
-                row_masks.append(explicit[:, :, :global_rows])  # (B, 1|H, g, S)
-            row_bias = attention_bias
-            if row_bias is not None and row_bias.shape[2] != 1:
-                row_bias = row_bias[:, :, :global_rows]  # (B|1, H|1, g, S|1)
-            result = scaled_dot_product_attention(
-                query_proj[:, :global_rows],
+            result = efficient_math.leading_rows_attention(
+                query_proj,
                 key_proj,
                 value_proj,
-                mask=merge_masks(*row_masks),
-                bias=row_bias,
+                global_rows,
+                causal=use_causal_mask,
+                query_mask=q_mask,
+                key_mask=k_mask,
+                attention_mask=explicit,
+                bias=attention_bias,
                 scale=scale,
                 return_weights=return_attention_scores,
                 **dropout_args,

@@ -22,7 +22,10 @@ import keras
 from keras import ops
 
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
+from keras_attention.ops import causal_mask
 from keras_attention.ops import masked_softmax
+from keras_attention.ops import merge_masks
+from keras_attention.ops import scaled_dot_product_attention
 
 # ---------------------------------------------------------------------------
 # Shared argument handling
@@ -393,6 +396,68 @@ def gather_pairs(x, query_positions, key_positions):
     )  # (B', max(H', P), N, b, L)
 
 
+def leading_rows_attention(
+    query,
+    key,
+    value,
+    rows,
+    causal=False,
+    query_mask=None,
+    key_mask=None,
+    attention_mask=None,
+    bias=None,
+    scale=None,
+    dropout=0.0,
+    seed=None,
+    training=False,
+    return_weights=False,
+):
+    """Dense attention of the first `rows` queries over every key.
+
+    The global rows of the sparse kernels (BigBird's global query blocks,
+    `LocalAttention`'s global tokens): `O(rows * S)`.
+
+    Args:
+        query: `(B, T, H, D)` queries; rows `0 .. rows - 1` attend.
+        key: `(B, S, K, D)`.
+        value: `(B, S, K, Dv)`.
+        rows: static int, `1 <= rows <= T`.
+        causal: whether query `t` only attends keys `s <= t`.
+        query_mask: optional boolean `(B, T)`.
+        key_mask: optional boolean `(B, S)`.
+        attention_mask: optional boolean `(B', H', T, S)`.
+        bias: optional float `(B', H', T or 1, S or 1)`.
+        scale, dropout, seed, training: as in `block_sparse_attention`.
+        return_weights: also return the `(B, H, rows, S)` weights.
+
+    Returns:
+        `(B, rows, H, Dv)` contexts, and the weights when
+        `return_weights=True`.
+    """
+    key_len = ops.shape(key)[1]
+    masks = [causal_mask(rows, key_len)] if causal else []
+    if query_mask is not None:
+        masks.append(ops.cast(query_mask, "bool")[:, None, :rows, None])  # (B,1,r,1)
+    if key_mask is not None:
+        masks.append(ops.cast(key_mask, "bool")[:, None, None, :])  # (B, 1, 1, S)
+    if attention_mask is not None:
+        masks.append(ops.cast(attention_mask, "bool")[:, :, :rows])  # (B',H',r,S)
+    if bias is not None and bias.shape[2] != 1:
+        bias = bias[:, :, :rows]  # (B', H', r, S or 1)
+    return scaled_dot_product_attention(
+        query[:, :rows],
+        key,
+        value,
+        mask=merge_masks(*masks),
+        bias=bias,
+        scale=scale,
+        dropout=dropout,
+        seed=seed,
+        training=training,
+        return_weights=return_weights,
+    )
+
+
 def block_sparse_attention(
     query,
     key,
@@ -401,6 +466,7 @@ def block_sparse_attention(
     key_positions,
     slot_mask=None,
     window_size=None,
+    unwindowed_slots=None,
     causal=False,
     query_mask=None,
     key_mask=None,
@@ -432,6 +498,8 @@ def block_sparse_attention(
             ignore (duplicates, padding of the pattern).
         window_size: optional int; also require `|t - s| <= window_size`
             (`0 <= t - s <= window_size` when causal).
+        unwindowed_slots: optional boolean `(P or 1, N, L)`, `True` for
+            slots `window_size` does not restrict (global keys).
         causal: whether query `t` only attends keys `s <= t`.
         query_mask: optional boolean `(B, T)`.
         key_mask: optional boolean `(B, S)`.
@@ -505,12 +573,14 @@ def block_sparse_attention(
         pair = ops.logical_and(pair, ops.greater_equal(offset, 0))
     if window_size is not None:
         lower = 0 if causal else -window_size
-        pair = ops.logical_and(
-            pair,
-            ops.logical_and(
-                ops.greater_equal(offset, lower), ops.less_equal(offset, window_size)
-            ),
+        in_window = ops.logical_and(
+            ops.greater_equal(offset, lower), ops.less_equal(offset, window_size)
         )  # (P, N, b, L)
+        if unwindowed_slots is not None:
+            in_window = ops.logical_or(
+                in_window, ops.cast(unwindowed_slots, "bool")[:, :, None, :]
+            )
+        pair = ops.logical_and(pair, in_window)  # (P, N, b, L)
     mask = pair[None]  # (1, P, N, b, L)
     if key_mask is not None:
         km = ops.take(ops.cast(key_mask, "bool"), clipped, axis=1)  # (B, P, N, L)

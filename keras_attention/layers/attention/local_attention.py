@@ -8,6 +8,7 @@ from keras import ops
 from keras_attention.layers.attention import efficient_math
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_positive_int
 
 
@@ -22,6 +23,16 @@ class LocalAttention(MultiHeadAttention):
     matrix is never formed: queries are cut into blocks of `window_size`
     rows and each block attends the keys of its own and its neighbouring
     blocks, so time and memory grow as `O(T * window_size)`.
+
+    With `num_global_tokens=g` the first `g` positions are global, as
+    Longformer's global attention (e.g. on a `[CLS]` token): every query
+    also attends keys `0 .. g - 1`, and queries `0 .. g - 1` attend every
+    key (every earlier key when causal; a causal model's global tokens
+    then act as "attention sinks"). Query `i` attends key `j` when
+    `|i - j| <= window_size or i < g or j < g` (and `j <= i` when causal).
+    A sliding window alone cannot relate two tokens farther apart than
+    the layers' reach (`layers * window_size`); through a global token any
+    two can meet in two layers. The cost grows by `O((T + S) * g)`.
 
     Shape letters: B batch, T query length, S key length, H query heads,
     K key/value heads, D `key_dim`, Dv `value_dim`. Inputs are rank 3,
@@ -44,6 +55,8 @@ class LocalAttention(MultiHeadAttention):
         key_dim: size of each query/key head D.
         window_size: the window radius w; query `i` sees keys `i - w .. i + w`
             (`i - w .. i` when causal). Also the query block size.
+        num_global_tokens: number g of leading global positions (default 0:
+            the window only); see above.
         value_dim: size of each value head Dv. Defaults to `key_dim`.
         num_key_value_heads: number of key/value heads K; must divide
             `num_heads`. Defaults to `num_heads`.
@@ -88,7 +101,8 @@ class LocalAttention(MultiHeadAttention):
         `cache` is given.
 
     Raises:
-        ValueError: on invalid constructor arguments (`window_size < 1`, and
+        ValueError: on invalid constructor arguments (`window_size < 1`,
+            `num_global_tokens < 0`, and
             those of `MultiHeadAttention`), inputs or masks of the wrong
             shape, or a `cache` without `cache_index` (cross-attention).
 
@@ -100,11 +114,17 @@ class LocalAttention(MultiHeadAttention):
     layer = LocalAttention(num_heads=2, key_dim=8, window_size=2)
     x = np.random.rand(2, 10, 16).astype("float32")
     y = layer(x, x, use_causal_mask=True)  # (2, 10, 16)
+    # Position 0 global: every query sees it, and it sees every key.
+    longformer = LocalAttention(num_heads=2, key_dim=8, window_size=2,
+                                num_global_tokens=1)
+    z = longformer(x, x)  # (2, 10, 16)
     ```
 
     References:
         Beltagy et al., 2020, "Longformer: The Long-Document Transformer"
-        (sliding-window attention).
+        (sliding-window and global attention).
+        Xiao et al., 2023, "Efficient Streaming Language Models with
+        Attention Sinks" (leading tokens every causal query attends).
         Parmar et al., 2018, "Image Transformer" (blockwise local attention).
     """
 
@@ -113,6 +133,7 @@ class LocalAttention(MultiHeadAttention):
         num_heads,
         key_dim,
         window_size=128,
+        num_global_tokens=0,
         value_dim=None,
         num_key_value_heads=None,
         dropout=0.0,
@@ -143,6 +164,9 @@ class LocalAttention(MultiHeadAttention):
             **kwargs,
         )
         self.window_size = check_positive_int(window_size, "window_size")
+        self.num_global_tokens = check_non_negative_int(
+            num_global_tokens, "num_global_tokens"
+        )
 
     def compute_cross_attention_cache(self, value, key=None):
         """Not supported: the window is over the positions of one sequence.
@@ -206,7 +230,7 @@ class LocalAttention(MultiHeadAttention):
             query, key_proj, attention_mask=attention_mask
         )  # (B, 1 or H, T, S) or None
 
-        block = self.window_size
+        block, num_global = self.window_size, self.num_global_tokens
         q_len = ops.shape(query_proj)[1]
         num_blocks = (q_len + block - 1) // block
         padded = ops.pad(
@@ -220,14 +244,26 @@ class LocalAttention(MultiHeadAttention):
         key_positions = (
             (ops.arange(num_blocks, dtype="int32")[:, None] - 1) * block
             + ops.arange(span, dtype="int32")[None, :]
-        )[None]  # (1, N, L)
-        result = efficient_math.block_sparse_attention(
-            padded,
-            key_proj,
-            value_proj,
-            query_positions,
-            key_positions,
-            window_size=self.window_size,
+        )  # (N, span)
+        slot_args = {}
+        if num_global:
+            # Global key slots 0 .. g - 1 outside the window; window slots
+            # at those positions are dropped so no key counts twice.
+            global_slots = ops.arange(num_global, dtype="int32")[None, :] + ops.zeros(
+                (num_blocks, 1), dtype="int32"
+            )  # (N, g)
+            slot_args = {
+                "slot_mask": ops.concatenate(
+                    [ops.greater_equal(key_positions, num_global),
+                     ops.ones_like(global_slots, dtype="bool")], axis=1
+                )[None],  # (1, N, span + g)
+                "unwindowed_slots": ops.concatenate(
+                    [ops.zeros_like(key_positions, dtype="bool"),
+                     ops.ones_like(global_slots, dtype="bool")], axis=1
+                )[None],  # (1, N, span + g)
+            }
+            key_positions = ops.concatenate([key_positions, global_slots], axis=1)
+        attention_args = dict(
             causal=use_causal_mask,
             query_mask=q_mask,
             key_mask=k_mask,
@@ -239,11 +275,35 @@ class LocalAttention(MultiHeadAttention):
             training=bool(training),
             return_weights=return_attention_scores,
         )
+        result = efficient_math.block_sparse_attention(
+            padded,
+            key_proj,
+            value_proj,
+            query_positions,
+            key_positions[None],  # (1, N, L)
+            window_size=self.window_size,
+            **slot_args,
+            **attention_args,
+        )
+        attended, scores = result if return_attention_scores else (result, None)
+        # attended (B, N * b, H, Dv), scores (B, H, N * b, S) or None
+        if num_global and not use_causal_mask:
+            # Global queries attend every key (causal ones only earlier keys,
+            # which are all global: the blocked rows are already right).
+            rows = efficient_math.leading_rows_attention(
+                query_proj, key_proj, value_proj, num_global, **attention_args
+            )
+            row_out, row_scores = rows if return_attention_scores else (rows, None)
+            attended = ops.concatenate(
+                [row_out, attended[:, num_global:q_len]], axis=1
+            )  # (B, T, H, Dv)
+            if return_attention_scores:
+                scores = ops.concatenate(
+                    [ops.cast(row_scores, scores.dtype), scores[:, :, num_global:]],
+                    axis=2,
+                )
         if return_attention_scores:
-            attended, scores = result  # (B, N*b, H, Dv), (B, H, N*b, S)
             scores = ops.cast(scores[:, :, :q_len], self.compute_dtype)
-        else:
-            attended = result  # (B, N * b, H, Dv)
         output = self.output_dense(attended[:, :q_len])  # (B, T, *output_shape)
         if return_attention_scores:
             return output, scores
@@ -253,8 +313,8 @@ class LocalAttention(MultiHeadAttention):
                          attention_mask, use_causal_mask, return_attention_scores,
                          training, attention_bias, cache, cache_index):
         """Decoding: `MultiHeadAttention`'s cached attention with the window
-        band `|i - j| <= w` over the cache positions (query `t` is at
-        position `cache_index + t`)."""
+        band `|i - j| <= w` (or a global position) over the cache positions
+        (query `t` is at position `cache_index + t`)."""
         self._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
@@ -263,7 +323,16 @@ class LocalAttention(MultiHeadAttention):
         )  # (T,)
         key_positions = ops.arange(ops.shape(cache[0])[1], dtype="int32")  # (S_max,)
         distance = query_positions[:, None] - key_positions[None, :]  # (T, S_max)
-        band = ops.less_equal(ops.abs(distance), self.window_size)[None]  # (1, T, S_max)
+        band = ops.less_equal(ops.abs(distance), self.window_size)  # (T, S_max)
+        if self.num_global_tokens:
+            band = ops.logical_or(
+                band, ops.less(key_positions, self.num_global_tokens)[None, :]
+            )
+            if not use_causal_mask:
+                band = ops.logical_or(
+                    band, ops.less(query_positions, self.num_global_tokens)[:, None]
+                )
+        band = band[None]  # (1, T, S_max)
         if attention_mask is not None:
             if len(attention_mask.shape) == 4:
                 band = band[:, None]  # (1, 1, T, S_max)
@@ -278,4 +347,5 @@ class LocalAttention(MultiHeadAttention):
     def get_config(self):
         config = super().get_config()
         config["window_size"] = self.window_size
+        config["num_global_tokens"] = self.num_global_tokens
         return config

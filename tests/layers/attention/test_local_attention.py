@@ -51,7 +51,15 @@ def test_harness_causal_grouped_rotary_dropout():
     )
 
 
-def _exact_with_band(layer, query, value, window, causal, **kwargs):
+def _band(t, s, window, causal, num_global=0):
+    """The NumPy (T, S) mask: `|i - j| <= w or i < g or j < g` (and
+    `j <= i` when causal)."""
+    i, j = np.arange(t)[:, None], np.arange(s)[None, :]
+    band = (np.abs(i - j) <= window) | (i < num_global) | (j < num_global)
+    return band & (i >= j) if causal else band
+
+
+def _exact_with_band(layer, query, value, window, causal, num_global=0, **kwargs):
     """MultiHeadAttention with the same weights and the banded mask."""
     exact = MultiHeadAttention(
         num_heads=layer.num_heads,
@@ -61,8 +69,7 @@ def _exact_with_band(layer, query, value, window, causal, **kwargs):
     exact(query, value)
     exact.set_weights(layer.get_weights())
     t, s = query.shape[1], value.shape[1]
-    offset = np.arange(t)[:, None] - np.arange(s)[None, :]  # i - j
-    band = (offset >= 0) & (offset <= window) if causal else np.abs(offset) <= window
+    band = _band(t, s, window, causal, num_global)
     explicit = kwargs.pop("attention_mask", None)
     mask = np.broadcast_to(band, (query.shape[0], 1, t, s))
     if explicit is not None:
@@ -165,15 +172,19 @@ def test_dynamic_length_in_a_compiled_model_matches_eager():
                                    atol=1e-5)
 
 
-def test_mixed_float16_close_to_float32():
+@pytest.mark.parametrize("causal,num_global", [(True, 0), (False, 2)])
+def test_mixed_float16_close_to_float32(causal, num_global):
     x = _rand(2, 12, 8)
-    ref = LocalAttention(num_heads=2, key_dim=4, window_size=3)
-    ref_out = ref(x, x, use_causal_mask=True)
-    half = LocalAttention(num_heads=2, key_dim=4, window_size=3, dtype="mixed_float16")
+    ref = LocalAttention(num_heads=2, key_dim=4, window_size=3,
+                         num_global_tokens=num_global)
+    ref_out = ref(x, x, use_causal_mask=causal)
+    half = LocalAttention(num_heads=2, key_dim=4, window_size=3,
+                          num_global_tokens=num_global, dtype="mixed_float16")
     half(x, x)
     half.set_weights(ref.get_weights())
-    out = half(x, x, use_causal_mask=True)
+    out, scores = half(x, x, use_causal_mask=causal, return_attention_scores=True)
     assert keras.backend.standardize_dtype(out.dtype) == "float16"
+    assert keras.backend.standardize_dtype(scores.dtype) == "float16"
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), ref_out, atol=2e-2
     )
@@ -318,3 +329,156 @@ def test_gradients_equal_exact_attention_with_banded_mask():
     for ours, ref in zip(grads(layer), grads(exact, attention_mask=band[None])):
         np.testing.assert_allclose(ours, ref, atol=1e-5)
 
+
+
+# ---------------------------------------------------------------------------
+# Global tokens (Longformer's global attention; attention sinks when causal)
+# ---------------------------------------------------------------------------
+
+
+def test_harness_with_global_tokens():
+    run_layer_test(
+        LocalAttention,
+        {"num_heads": 2, "key_dim": 4, "window_size": 2, "num_global_tokens": 2},
+        {"query": _rand(2, 9, 8), "value": _rand(2, 9, 8)},
+        call_kwargs={"return_attention_scores": True},
+        expected_output_shape=[(2, 9, 8), (2, 2, 9, 9)],
+        expected_num_trainable_weights=8,
+        expected_num_non_trainable_weights=0,
+    )
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(
+    "t,s,window,num_global,kv_heads",
+    [(10, 10, 2, 1, None), (13, 13, 2, 5, 2), (7, 12, 3, 2, 1), (12, 7, 2, 3, None),
+     (4, 4, 1, 6, None), (16, 16, 4, 4, 2)],
+)
+def test_global_tokens_equal_exact_attention_with_their_mask(
+        causal, t, s, window, num_global, kv_heads):
+    # Globals fewer than, more than and beyond a block; past T and S;
+    # T != S both ways.
+    layer = LocalAttention(num_heads=4, key_dim=8, window_size=window,
+                           num_global_tokens=num_global, num_key_value_heads=kv_heads)
+    query, value = _rand(2, t, 16), _rand(2, s, 16)
+    value_mask = RNG.random((2, s)) > 0.3
+    query_mask = RNG.random((2, t)) > 0.2
+    out, scores = layer(query, value, value_mask=value_mask, query_mask=query_mask,
+                        use_causal_mask=causal, return_attention_scores=True)
+    ref, ref_scores = _exact_with_band(
+        layer, query, value, window, causal, num_global, value_mask=value_mask,
+        query_mask=query_mask,
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    # Without masks every global pair beyond the window gets weight.
+    _, free = layer(query, value, use_causal_mask=causal, return_attention_scores=True)
+    outside = ~_band(t, s, window, causal) & _band(t, s, window, causal, num_global)
+    assert outside.any() and np.all(fn(free)[:, :, outside] > 0)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_global_tokens_with_explicit_mask_and_bias(causal):
+    t, s, window, num_global = 11, 11, 2, 2
+    layer = LocalAttention(num_heads=4, key_dim=8, window_size=window,
+                           num_global_tokens=num_global)
+    query, value = _rand(2, t, 16), _rand(2, s, 16)
+    attention_mask = RNG.random((2, 4, t, s)) > 0.3
+    bias = _rand(1, 4, t, s)
+    out, scores = layer(query, value, attention_mask=attention_mask,
+                        attention_bias=bias, use_causal_mask=causal,
+                        return_attention_scores=True)
+    ref, ref_scores = _exact_with_band(
+        layer, query, value, window, causal, num_global,
+        attention_mask=attention_mask, attention_bias=bias,
+    )
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+
+
+def test_numpy_reference_of_global_tokens():
+    # Independent of MultiHeadAttention: per-query softmax over the keys of
+    # Longformer's rule, |i - j| <= w or i < g or j < g.
+    t, window, num_global = 9, 1, 2
+    layer = LocalAttention(num_heads=1, key_dim=4, window_size=window,
+                           num_global_tokens=num_global, use_bias=False)
+    x = _rand(1, t, 4)
+    out = fn(layer(x, x))
+    wq, wk, wv, wo = layer.get_weights()
+    q, k, v = x[0] @ wq[:, 0], x[0] @ wk[:, 0], x[0] @ wv[:, 0]
+    expected = np.zeros_like(q)
+    for i in range(t):
+        js = [j for j in range(t)
+              if abs(i - j) <= window or i < num_global or j < num_global]
+        logits = q[i] @ k[js].T / np.sqrt(4)
+        p = np.exp(logits - logits.max())
+        expected[i] = (p / p.sum()) @ v[js]
+    np.testing.assert_allclose(out[0], expected @ wo[0], atol=1e-5)
+
+
+def test_global_tokens_compiled_with_dynamic_length():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2, num_global_tokens=1)
+    inputs = keras.Input((None, 8))
+    model = keras.Model(inputs, layer(inputs, inputs))
+    model.compile(jit_compile=keras.backend.backend() != "tensorflow" or None)
+    for length in (5, 9):
+        x = _rand(2, length, 8)
+        np.testing.assert_allclose(model.predict(x, verbose=0), fn(layer(x, x)),
+                                   atol=1e-5)
+
+
+@pytest.mark.parametrize("num_global,kv_heads", [(1, None), (3, 1)])
+def test_cached_decoding_with_global_tokens(num_global, kv_heads):
+    # Cached steps attend the window and the leading positions ("attention
+    # sinks"); they equal the full causal pass and MultiHeadAttention with
+    # the NumPy mask.
+    keras.utils.set_random_seed(0)
+    window = 2
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=window,
+                           num_global_tokens=num_global, num_key_value_heads=kv_heads)
+    x = _rand(2, 9, 8)
+    full = fn(layer(x, x, use_causal_mask=True))
+    exact = MultiHeadAttention(num_heads=2, key_dim=4, num_key_value_heads=kv_heads)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    mask = _band(9, 9, window, True, num_global)
+    np.testing.assert_allclose(full, exact(x, x, attention_mask=mask[None]), atol=1e-5)
+    np.testing.assert_allclose(_decode(layer, x, 11, prefill=2), full, atol=1e-5)
+
+
+def test_gradients_with_global_tokens_equal_exact_attention():
+    t, window, num_global = 9, 1, 2
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=window,
+                           num_global_tokens=num_global)
+    x = _rand(2, t, 8)
+    layer(x, x)
+    exact = MultiHeadAttention(num_heads=2, key_dim=4)
+    exact(x, x)
+    exact.set_weights(layer.get_weights())
+    mask = _band(t, t, window, False, num_global)
+    target = _rand(2, t, 8)
+
+    def grads(model, **kwargs):
+        def loss(x):
+            return keras.ops.sum(model(x, x, **kwargs) * target)
+
+        return gradients(loss, [x], model.trainable_weights)
+
+    for ours, ref in zip(grads(layer), grads(exact, attention_mask=mask[None])):
+        np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_global_tokens_config_round_trip():
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=3, num_global_tokens=2)
+    assert layer.get_config()["num_global_tokens"] == 2
+    clone = LocalAttention.from_config(layer.get_config())
+    assert clone.num_global_tokens == 2
+    assert LocalAttention(num_heads=2, key_dim=4).num_global_tokens == 0
+
+
+@pytest.mark.parametrize("num_global", [-1, 1.5, "1", None])
+def test_invalid_num_global_tokens(num_global):
+    with pytest.raises((ValueError, TypeError),
+                       match="argument `num_global_tokens`, expected a non-negative"):
+        LocalAttention(num_heads=2, key_dim=4, window_size=2,
+                       num_global_tokens=num_global)
