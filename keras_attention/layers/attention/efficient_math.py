@@ -123,7 +123,8 @@ def orthogonal_random_features(num_features, dim, seed=None):
     return (rows * norms[:, None])[:num_features]  # (M, D)
 
 
-def positive_random_features(x, projection, is_query, valid=None):
+def positive_random_features(x, projection, is_query, valid=None,
+                             return_stabilizer=False):
     """FAVOR+ positive features `phi(x) = exp(W x - |x|^2 / 2) / sqrt(M)`.
 
     `E[phi(x) . phi(y)] = exp(x . y)` (Choromanski et al. 2021, Lemma 1).
@@ -139,9 +140,12 @@ def positive_random_features(x, projection, is_query, valid=None):
         is_query: whether `x` holds queries (row-wise stabilizer).
         valid: optional boolean `(B, L)` mask; invalid keys get zero features
             and are left out of the key stabilizer.
+        return_stabilizer: also return the subtracted constant,
+            `(B, L, heads, 1)` for queries, `(B, 1, heads, 1)` for keys.
 
     Returns:
-        float32 tensor `(B, L, heads, M)`.
+        float32 tensor `(B, L, heads, M)`, and the stabilizer when
+        `return_stabilizer=True`.
     """
     x = ops.cast(x, "float32")
     projection = ops.cast(projection, "float32")
@@ -161,6 +165,8 @@ def positive_random_features(x, projection, is_query, valid=None):
     features = ops.exp(proj - half_norm - stabilizer) / math.sqrt(num_features)
     if valid is not None:
         features = features * ops.cast(valid, "float32")[:, :, None, None]
+    if return_stabilizer:
+        return features, stabilizer
     return features  # (B, L, heads, M)
 
 
@@ -248,37 +254,63 @@ def favor_attention(
     return out
 
 
-def favor_attention_with_mask(query, key, value, projection, mask, key_valid=None):
-    """FAVOR+ attention under an explicit mask, in the dense form.
+def cached_key_features(key, projection):
+    """Key features as a KV cache stores them: `(B, L, K, M + 1)` float32.
 
-    `out = (A * M) V / ((A * M) 1)` with `A = phi(Q) phi(K)^T`: the same
-    estimate `favor_attention` computes (with the same features), for any
-    boolean mask M, in `O(T * S * M)` time and `(B, H, T, S)` memory. For
-    cached decoding, where T is one step's tokens and S the cache length;
-    `favor_attention` is the linear-time path for whole sequences.
+    The first M entries are `phi(k)` with a per-key stabilizer `c` (the
+    query form of `positive_random_features`), the last is `c` itself, so
+    `favor_attention_over_cache` can put every cached key on one common
+    stabilizer later without recomputing any feature.
+
+    Args:
+        key: `(B, L, K, D)` projected keys.
+        projection: `(M, D)` random projection.
+    """
+    features, stabilizer = positive_random_features(
+        key, projection, True, return_stabilizer=True
+    )  # (B, L, K, M), (B, L, K, 1)
+    return ops.concatenate([features, stabilizer], axis=-1)  # (B, L, K, M + 1)
+
+
+def favor_attention_over_cache(query, key_features, value, projection, mask,
+                               key_valid=None):
+    """FAVOR+ attention of T queries over S cached key features.
+
+    `out = (A * M) V / ((A * M) 1)` with `A = phi(Q) phi(K)^T` under any
+    boolean mask M: the estimate `favor_attention` computes with the same
+    features (up to rounding: the stabilizers cancel in the ratio), in
+    `O(T * S * M)` time, without recomputing the keys' features: each
+    cached key `j` was stored as `phi(k_j) exp(-c_j)` with its own `c_j`
+    (`cached_key_features`), and is rescaled here by `exp(c_j - max c)`
+    over the valid keys (one `(B, S, K)` exponential per call).
 
     Args:
         query: `(B, T, H, D)`.
-        key: `(B, S, K, D)`.
+        key_features: `(B, S, K, M + 1)` from `cached_key_features`.
         value: `(B, S, K, Dv)`.
         projection: `(M, D)` random projection.
         mask: boolean, broadcastable to `(B, H, T, S)`: query `t` may
             attend key `s`.
         key_valid: optional boolean, broadcastable to `(B, S)`: the keys
             that exist (e.g. the filled cache positions); the others get
-            zero features and stay out of the key stabilizer.
+            zero features and stay out of the common stabilizer.
 
     Returns:
         float32 tensor `(B, T, H, Dv)`. Rows with no attendable key are zeros.
     """
-    kv_heads = key.shape[2]
+    kv_heads = key_features.shape[2]
     heads = query.shape[2]
-    q_feat = positive_random_features(query, projection, True)  # (B, T, H, M)
+    key_features = ops.cast(key_features, "float32")
+    features, stabilizer = key_features[..., :-1], key_features[..., -1]
+    # (B, S, K, M), (B, S, K)
     if key_valid is not None:
         key_valid = ops.broadcast_to(
-            ops.cast(key_valid, "bool"), (ops.shape(key)[0], ops.shape(key)[1])
-        )  # (B, S)
-    k_feat = positive_random_features(key, projection, False, key_valid)  # (B,S,K,M)
+            ops.cast(key_valid, "bool"), ops.shape(stabilizer)[:2]
+        )[:, :, None]  # (B, S, 1)
+        stabilizer = ops.where(key_valid, stabilizer, -1e30)
+    common = ops.max(stabilizer, axis=1, keepdims=True)  # (B, 1, K)
+    k_feat = features * ops.exp(stabilizer - common)[..., None]  # (B, S, K, M)
+    q_feat = positive_random_features(query, projection, True)  # (B, T, H, M)
     q_feat = _group_queries(q_feat, kv_heads)  # (B, T, K, G, M)
     scores = ops.einsum("btkgm,bskm->bkgts", q_feat, k_feat)  # (B, K, G, T, S)
     shape = ops.shape(scores)

@@ -39,12 +39,13 @@ class PerformerAttention(MultiHeadAttention):
     `attention_bias`, `return_attention_scores`, attention `dropout`, a
     cross-attention cache. Each raises a `ValueError` naming the argument.
 
-    Decoding: a self-attention KV cache (`get_initial_cache`, as
-    `MultiHeadAttention`'s) holds the projected keys and values; each step
-    writes its tokens at `cache_index` and attends the filled positions
-    through the stored features in the masked form `(A * M) V / (A * M) 1`
-    with `A = phi(Q) phi(K)^T`, so cached steps give the estimate of a full
-    causal pass (`O(S_max M)` per generated token).
+    Decoding: a self-attention cache (`get_initial_cache`) holds each
+    key's random features (with its own stabilizer, `(B, S_max, K, M + 1)`
+    float32) and the projected values; each step writes its tokens at
+    `cache_index` and attends the filled positions in the masked form
+    `(A * M) V / (A * M) 1` with `A = phi(Q) phi(K)^T`, so cached steps give
+    the estimate of a full causal pass, in `O(S_max M)` per generated
+    token and head without recomputing any key's features.
 
     Args:
         num_heads: number of query heads H.
@@ -81,7 +82,7 @@ class PerformerAttention(MultiHeadAttention):
         return_attention_scores: must be `False`.
         training: whether to redraw features (with `redraw_features`).
         attention_bias: must be `None`.
-        cache: optional self-attention cache `(key_cache, value_cache)`
+        cache: optional self-attention cache `(feature_cache, value_cache)`
             from `get_initial_cache`.
         cache_index: position of the first new token in the cache; required
             with a `cache`.
@@ -273,36 +274,92 @@ class PerformerAttention(MultiHeadAttention):
         attended = ops.cast(attended, self.compute_dtype)
         return self.output_dense(attended)  # (B, T, *output_shape)
 
+    def get_initial_cache(self, batch_size, max_length, dtype=None):
+        """An all-zero self-attention cache of key features and values.
+
+        Args:
+            batch_size: B (int or scalar tensor).
+            max_length: S_max, the number of positions the cache can hold.
+            dtype: dtype of the value cache; defaults to the compute dtype.
+                The feature cache is float32, as the features are computed.
+
+        Returns:
+            Tuple `(feature_cache, value_cache)` of shapes
+            `(B, S_max, K, M + 1)` (each key's M random features and their
+            stabilizer, see `efficient_math.cached_key_features`) and
+            `(B, S_max, K, Dv)`.
+
+        Example:
+
+        ```python
+        from keras_attention.layers import PerformerAttention
+        layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
+        features, values = layer.get_initial_cache(batch_size=3, max_length=10)
+        tuple(features.shape), tuple(values.shape)  # (3, 10, 2, 9), (3, 10, 2, 4)
+        ```
+        """
+        _, value_cache = super().get_initial_cache(batch_size, max_length, dtype)
+        feature_cache = ops.zeros(
+            (ops.shape(value_cache)[0], ops.shape(value_cache)[1], self._kv_heads,
+             self.num_random_features + 1),
+            dtype="float32",
+        )  # (B, S_max, K, M + 1)
+        return feature_cache, value_cache
+
+    def _cache_feature_shapes(self):
+        return {
+            "key_cache": (self._kv_heads, self.num_random_features + 1),
+            "value_cache": (self._kv_heads, self._value_dim),
+        }
+
     def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
                          use_causal_mask, cache, cache_index):
-        """Decoding: the new tokens' keys/values go into the cache (as in
-        `MultiHeadAttention`), and the queries attend the filled cache
-        positions through the fixed random features, in the masked dense
-        form (`efficient_math.favor_attention_with_mask`): the estimate a
-        full causal pass computes, one step at a time."""
+        """Decoding: the new tokens' key features (each key with its own
+        stabilizer) and values are written at `cache_index`, and the queries
+        attend the filled cache positions through them, in the masked dense
+        form (`efficient_math.favor_attention_over_cache`): the estimate a
+        full causal pass computes, one step at a time, without recomputing
+        the features of earlier keys."""
         query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, T, K, D)
+        value_proj = self.value_dense(value)  # (B, T, K, Dv)
         if self.rotary_embedding is not None:
             query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
-        key_proj, value_proj, new_cache, valid_keys = self._keys_and_values(
-            query, value, key, cache, cache_index, cache_index
-        )  # (B, S_max, K, D), (B, S_max, K, Dv), cache, (1, 1, 1, S_max)
+            key_proj = self.rotary_embedding(key_proj, start_index=cache_index)
+        index = ops.cast(cache_index, "int32")
+        starts = (0, index, 0, 0)
+        feature_cache = ops.slice_update(
+            ops.cast(cache[0], "float32"), starts,
+            efficient_math.cached_key_features(key_proj, self.random_projection),
+        )  # (B, S_max, K, M + 1)
+        value_cache = ops.slice_update(
+            ops.cast(cache[1], self.compute_dtype), starts, value_proj
+        )  # (B, S_max, K, Dv)
+        filled = index + ops.shape(query)[1]
+        positions = ops.arange(ops.shape(value_cache)[1], dtype="int32")
+        valid_keys = ops.less(positions, filled)  # (S_max,)
         mask = compute_attention_mask(
-            query, key_proj, query_mask=query_mask, value_mask=value_mask,
+            query, value_cache, query_mask=query_mask, value_mask=value_mask,
             key_mask=key_mask, use_causal_mask=use_causal_mask,
             causal_offset=cache_index,
         )  # (B|1, 1, T|1, S_max) or None
-        mask = merge_masks(mask, valid_keys)
-        attended = efficient_math.favor_attention_with_mask(
-            query_proj, key_proj, value_proj, self.random_projection, mask,
-            key_valid=valid_keys[0, 0],
+        mask = merge_masks(mask, valid_keys[None, None, None, :])
+        attended = efficient_math.favor_attention_over_cache(
+            query_proj, feature_cache, value_cache, self.random_projection, mask,
+            key_valid=valid_keys[None, :],
         )  # (B, T, H, Dv) float32
         attended = ops.cast(attended, self.compute_dtype)
-        return self.output_dense(attended), new_cache  # (B, T, *output_shape)
+        return self.output_dense(attended), (feature_cache, value_cache)
 
     def compute_output_spec(self, query, value, key=None, return_attention_scores=False,
                             **kwargs):
         self._check_scores(return_attention_scores)
-        return super().compute_output_spec(query, value, key=key, **kwargs)
+        spec = super().compute_output_spec(query, value, key=key, **kwargs)
+        if kwargs.get("cache") is None:
+            return spec
+        output, (features, values) = spec
+        # The feature cache stays float32 under mixed precision.
+        return output, (keras.KerasTensor(features.shape, dtype="float32"), values)
 
     def get_config(self):
         config = super().get_config()

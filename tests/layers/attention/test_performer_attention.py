@@ -303,17 +303,28 @@ def test_cached_decoding_equals_the_causal_prefix_sum_pass(kv_heads, rotary):
                            cache=cache, cache_index=i)
         steps.append(np.asarray(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-    assert cache[0].shape == (2, 9, kv_heads or 2, 4)
+    # The cache holds each key's 16 features and its stabilizer.
+    assert cache[0].shape == (2, 9, kv_heads or 2, 17)
+    assert keras.backend.standardize_dtype(cache[0].dtype) == "float32"
 
 
-def test_masked_dense_form_matches_the_kernel_formula():
-    # favor_attention_with_mask against NumPy: weights phi(q).phi(k) under
-    # the mask, normalized per row (a row with no attendable key is zero).
+@pytest.mark.parametrize("valid", [None, [1, 1, 1, 0, 1]])
+def test_masked_dense_form_matches_the_kernel_formula(valid):
+    # favor_attention_over_cache against NumPy: weights phi(q).phi(k) under
+    # the mask, normalized per row (a row with no attendable key is zero);
+    # keys outside `key_valid` (unfilled cache slots, here with large
+    # features that would dominate a shared stabilizer) change nothing.
     query, key, value = _rand(1, 3, 2, 4), _rand(1, 5, 2, 4), _rand(1, 5, 2, 3)
+    if valid is not None:
+        key[0, 3] = 50.0
+        valid = np.array(valid, bool)[None]
     projection = np.asarray(efficient_math.orthogonal_random_features(8, 4, seed=1))
     mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 0]], bool)
-    out = np.asarray(efficient_math.favor_attention_with_mask(
-        query, key, value, projection, mask[None, None]))
+    features = efficient_math.cached_key_features(key, projection)
+    assert tuple(features.shape) == (1, 5, 2, 9)
+    out = np.asarray(efficient_math.favor_attention_over_cache(
+        query, features, value, projection, mask[None, None], key_valid=valid))
+    assert np.all(np.isfinite(out))
 
     def phi(x):
         x = x * 4 ** -0.25
@@ -357,3 +368,41 @@ def test_causal_masked_layer_in_a_compiled_fit_with_unknown_batch(kv_heads):
         (data, np.zeros((4, 6, 8), "float32"))).batch(2)
     history = model.fit(dataset, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all()
+
+
+def test_cached_decoding_under_mixed_precision_and_symbolically():
+    # float16 values, a float32 feature cache; the symbolic call reports
+    # the same dtypes and shapes.
+    keras.utils.set_random_seed(0)
+    ref = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
+    x = _rand(1, 6, 8)
+    expected = np.asarray(ref(x, x, use_causal_mask=True))
+    half = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16,
+                              dtype="mixed_float16")
+    half(x, x)
+    half.set_weights(ref.get_weights())
+    cache = half.get_initial_cache(batch_size=1, max_length=6)
+    assert [keras.backend.standardize_dtype(c.dtype) for c in cache] == [
+        "float32", "float16"]
+    steps = []
+    for i in range(6):
+        out, cache = half(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                          cache=cache, cache_index=i)
+        steps.append(np.asarray(keras.ops.cast(out, "float32")))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), expected, atol=2e-2)
+    symbolic = keras.Input((1, 8), batch_size=1)
+    spec_out, spec_cache = half.compute_output_spec(
+        symbolic, symbolic, cache=tuple(keras.KerasTensor(c.shape, c.dtype)
+                                        for c in cache), cache_index=2)
+    assert tuple(spec_cache[0].shape) == (1, 6, 2, 17)
+    assert [spec_cache[0].dtype, spec_cache[1].dtype] == ["float32", "float16"]
+
+
+def test_a_key_value_cache_of_the_wrong_width_is_refused():
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
+    x = _rand(1, 1, 8)
+    layer(x, x)
+    keys = np.zeros((1, 3, 2, 4), "float32")  # MultiHeadAttention's format
+    with pytest.raises(ValueError, match=r"expected `key_cache` of shape "
+                       r"\(batch, max_length, 2, 9\)"):
+        layer(x, x, cache=(keys, keys), cache_index=0, use_causal_mask=True)
