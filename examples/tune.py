@@ -116,11 +116,14 @@ def kernel_option_space(length):
     that each is really sparse or low-rank there (the layers' defaults, a
     window of 128 and blocks of 64, would be exact attention at this
     length); Linformer and BigBird also get `length` itself from the
-    HyperModel."""
+    HyperModel. Local attention may also make the first token (the start
+    token the classifier pools) global."""
     return {
         "performer": {"num_random_features": [64, 256]},
         "linformer": {"projection_dim": [max(1, length // 8), max(1, length // 4)]},
-        "local": {"window_size": [max(1, length // 8), max(1, length // 4)]},
+        # A global first token: Longformer's global attention on [CLS].
+        "local": {"window_size": [max(1, length // 8), max(1, length // 4)],
+                  "num_global_tokens": [0, 1]},
         "big_bird": {"block_size": [max(1, length // 16), max(1, length // 8)]},
     }
 

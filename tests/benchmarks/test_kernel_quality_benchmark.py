@@ -173,3 +173,7 @@ def test_kernel_options_scaled_and_overridden(benchmark):
         "num_global_tokens": 2}
     assert benchmark.kernel_options("big_bird", 64, "scaled",
                                     local_global_tokens=1) == {"block_size": 4}
+    assert benchmark.kernel_options("linformer", 64, "scaled",
+                                    linformer_sharing="key_value") == {
+        "sequence_length": 64, "projection_dim": 16,
+        "projection_sharing": "key_value"}
