@@ -41,9 +41,10 @@ machine `context`; lines are appended to
    kernels with cached decoding), comparisons 1 and 2 run on it, and a
    third line compares its cached greedy search with the same model
    using exact attention (`dot_product`, same sizes and seed), so
-   `ratio = K tokens/s / exact tokens/s`. Each kernel's cache holds every
-   position (O(S_max) work per token, as exact attention's; Performer's
-   step is O(S_max M) with M random features).
+   `ratio = K tokens/s / exact tokens/s`. Local's and BigBird's caches
+   hold every position (O(S_max) work per token, as exact attention's);
+   Performer's is a fixed-size running state (O(M Dv) per token and head,
+   M random features).
 
 Run:
 

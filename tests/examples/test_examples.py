@@ -147,7 +147,7 @@ def test_generate_smoke_on_a_text_file(tmp_path, text_file):
 
 
 def test_generate_smoke_with_performer_attention(tmp_path, text_file):
-    # Performer's KV-cached decoding inside the exported serving graph,
+    # Performer's cached (running-state) decoding inside the exported serving graph,
     # reloaded in a fresh TensorFlow-only process (served == in-process).
     summary = _example("generate").main(
         _output_flags(tmp_path) + ["--text-files", str(text_file),

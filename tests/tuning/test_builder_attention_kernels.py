@@ -145,6 +145,11 @@ def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, laye
     generator = ka.generation.CausalLMGenerator(model, jit_compile=False)
     generated = np.asarray(generator.greedy_search(prompts, max_new_tokens=4))
     np.testing.assert_array_equal(generated, ref.greedy_reference(model, prompts, 4))
+    # Beam search reorders the caches (Performer's running states too).
+    beams = [generator.beam_search(prompts, max_new_tokens=3, beam_width=2,
+                                   use_cache=cached) for cached in (True, False)]
+    np.testing.assert_array_equal(beams[0][0], beams[1][0])
+    np.testing.assert_allclose(beams[0][1], beams[1][1], atol=1e-4)
 
 
 def test_causal_lm_refuses_kernels_without_cached_decoding():

@@ -254,78 +254,70 @@ def favor_attention(
     return out
 
 
-def cached_key_features(key, projection):
-    """Key features as a KV cache stores them: `(B, L, K, M + 1)` float32.
-
-    The first M entries are `phi(k)` with a per-key stabilizer `c` (the
-    query form of `positive_random_features`), the last is `c` itself, so
-    `favor_attention_over_cache` can put every cached key on one common
-    stabilizer later without recomputing any feature.
-
-    Args:
-        key: `(B, L, K, D)` projected keys.
-        projection: `(M, D)` random projection.
-    """
-    features, stabilizer = positive_random_features(
-        key, projection, True, return_stabilizer=True
-    )  # (B, L, K, M), (B, L, K, 1)
-    return ops.concatenate([features, stabilizer], axis=-1)  # (B, L, K, M + 1)
+NO_STABILIZER = -1e30  # the stabilizer of an empty running state
 
 
-def favor_attention_over_cache(query, key_features, value, projection, mask,
-                               key_valid=None):
-    """FAVOR+ attention of T queries over S cached key features.
+def favor_running_attention(query, key, value, projection, state, key_valid,
+                            causal=True):
+    """FAVOR+ attention of T new tokens over a running state and themselves.
 
-    `out = (A * M) V / ((A * M) 1)` with `A = phi(Q) phi(K)^T` under any
-    boolean mask M: the estimate `favor_attention` computes with the same
-    features (up to rounding: the stabilizers cancel in the ratio), in
-    `O(T * S * M)` time, without recomputing the keys' features: each
-    cached key `j` was stored as `phi(k_j) exp(-c_j)` with its own `c_j`
-    (`cached_key_features`), and is rescaled here by `exp(c_j - max c)`
-    over the valid keys (one `(B, S, K)` exponential per call).
+    The state summarises every key accumulated so far, `S = sum_j phi(k_j)
+    [v_j, 1]` (`(B, K, M, Dv + 1)`: the numerator `phi(K)^T V` and, in the
+    last column, the normalizer `phi(K)^T 1`), kept on a common stabilizer
+    `C` (`(B, K)`): each key's features carry their own stabilizer `c_j`
+    and enter as `phi(k_j) exp(c_j - C)`; when a larger one arrives the
+    state is rescaled, as an online softmax does. So decoding one token
+    costs `O(M Dv)` per head whatever the context length, and gives the
+    estimate of a full causal pass (`favor_attention`; the stabilizers
+    cancel in the ratio).
+
+    New query `t` attends the state and the new keys `s <= t` (every new
+    key when not causal) that are in `key_valid`; only those keys are added
+    to the state.
 
     Args:
         query: `(B, T, H, D)`.
-        key_features: `(B, S, K, M + 1)` from `cached_key_features`.
-        value: `(B, S, K, Dv)`.
+        key: `(B, T, K, D)`.
+        value: `(B, T, K, Dv)`.
         projection: `(M, D)` random projection.
-        mask: boolean, broadcastable to `(B, H, T, S)`: query `t` may
-            attend key `s`.
-        key_valid: optional boolean, broadcastable to `(B, S)`: the keys
-            that exist (e.g. the filled cache positions); the others get
-            zero features and stay out of the common stabilizer.
+        state: `(summary (B, K, M, Dv + 1), stabilizer (B, K))` float32;
+            an empty state is zeros and `NO_STABILIZER`.
+        key_valid: boolean `(B, T)`: the new keys to attend and accumulate.
+        causal: whether new query `t` only attends new keys `s <= t`.
 
     Returns:
-        float32 tensor `(B, T, H, Dv)`. Rows with no attendable key are zeros.
+        `(out, (summary, stabilizer))`: float32 `(B, T, H, Dv)` (rows with
+        no attendable key are zeros) and the updated state.
     """
-    kv_heads = key_features.shape[2]
-    heads = query.shape[2]
-    key_features = ops.cast(key_features, "float32")
-    features, stabilizer = key_features[..., :-1], key_features[..., -1]
-    # (B, S, K, M), (B, S, K)
-    if key_valid is not None:
-        key_valid = ops.broadcast_to(
-            ops.cast(key_valid, "bool"), ops.shape(stabilizer)[:2]
-        )[:, :, None]  # (B, S, 1)
-        stabilizer = ops.where(key_valid, stabilizer, -1e30)
-    common = ops.max(stabilizer, axis=1, keepdims=True)  # (B, 1, K)
-    k_feat = features * ops.exp(stabilizer - common)[..., None]  # (B, S, K, M)
-    q_feat = positive_random_features(query, projection, True)  # (B, T, H, M)
-    q_feat = _group_queries(q_feat, kv_heads)  # (B, T, K, G, M)
-    scores = ops.einsum("btkgm,bskm->bkgts", q_feat, k_feat)  # (B, K, G, T, S)
-    shape = ops.shape(scores)
-    mask = ops.broadcast_to(
-        ops.cast(mask, "bool"), (shape[0], heads, shape[3], shape[4])
-    )  # (B, H, T, S)
-    mask = ops.reshape(mask, (shape[0], kv_heads, -1, shape[3], shape[4]))
-    scores = scores * ops.cast(mask, "float32")  # (B, K, G, T, S)
-    numerator = ops.einsum(
-        "bkgts,bske->btkge", scores, ops.cast(value, "float32")
-    )  # (B, T, K, G, Dv)
-    denominator = ops.transpose(ops.sum(scores, axis=-1), (0, 3, 1, 2))  # (B,T,K,G)
-    out = _safe_divide(numerator, denominator[..., None])  # (B, T, K, G, Dv)
-    out_shape = ops.shape(out)
-    return ops.reshape(out, (out_shape[0], out_shape[1], -1, out_shape[4]))
+    kv_heads = key.shape[2]
+    summary, common = (ops.cast(x, "float32") for x in state)
+    q_feat = _group_queries(
+        positive_random_features(query, projection, True), kv_heads
+    )  # (B, T, K, G, M)
+    k_feat, own = positive_random_features(
+        key, projection, True, return_stabilizer=True
+    )  # (B, T, K, M), (B, T, K, 1)
+    valid = ops.cast(key_valid, "bool")[:, :, None]  # (B, T, 1)
+    own = ops.where(valid, own[..., 0], NO_STABILIZER)  # (B, T, K)
+    new_common = ops.maximum(common, ops.max(own, axis=1))  # (B, K)
+    summary = summary * ops.exp(common - new_common)[:, :, None, None]
+    weights = ops.exp(own - new_common[:, None, :]) * ops.cast(valid, "float32")
+    k_feat = k_feat * weights[..., None]  # (B, T, K, M)
+    value = ops.cast(value, "float32")
+    value_and_one = ops.concatenate(
+        [value, ops.ones_like(value[..., :1])], axis=-1
+    )  # (B, T, K, Dv + 1)
+    out = ops.einsum("btkgm,bkme->btkge", q_feat, summary)  # (B, T, K, G, Dv+1)
+    scores = ops.einsum("btkgm,bskm->bkgts", q_feat, k_feat)  # (B, K, G, T, T)
+    if causal:
+        length = ops.shape(scores)[-1]
+        scores = scores * ops.cast(causal_mask(length, length), "float32")
+    out = out + ops.einsum("bkgts,bske->btkge", scores, value_and_one)
+    summary = summary + ops.einsum("btkm,btke->bkme", k_feat, value_and_one)
+    out = _safe_divide(out[..., :-1], out[..., -1:])  # (B, T, K, G, Dv)
+    shape = ops.shape(out)
+    out = ops.reshape(out, (shape[0], shape[1], -1, shape[4]))  # (B, T, H, Dv)
+    return out, (summary, new_common)
 
 
 def _causal_linear_attention(q_feat, k_feat, value, chunk_size):

@@ -451,15 +451,6 @@ class MultiHeadAttention(keras.layers.Layer):
         )  # (B, S_max, K, Dv)
         return key_cache, value_cache
 
-    def _cache_feature_shapes(self):
-        """`{"key_cache": (K, D), "value_cache": (K, Dv)}`: the last two
-        axes of the self-attention cache (a subclass that caches other
-        per-key features overrides this)."""
-        return {
-            "key_cache": (self._kv_heads, self.key_dim),
-            "value_cache": (self._kv_heads, self._value_dim),
-        }
-
     def compute_cross_attention_cache(self, value, key=None):
         """Project an encoder output once, for cached cross-attention.
 
@@ -522,7 +513,10 @@ class MultiHeadAttention(keras.layers.Layer):
                 f"cache of type {type(cache).__name__}"
             )
         key_cache, value_cache = cache
-        expected = self._cache_feature_shapes()
+        expected = {
+            "key_cache": (self._kv_heads, self.key_dim),
+            "value_cache": (self._kv_heads, self._value_dim),
+        }
         for name, tensor in (("key_cache", key_cache), ("value_cache", value_cache)):
             shape = _shape(tensor)
             heads, dim = expected[name]

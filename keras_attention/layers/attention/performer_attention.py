@@ -4,9 +4,7 @@ import keras
 from keras import ops
 
 from keras_attention.layers.attention import efficient_math
-from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
-from keras_attention.ops import merge_masks
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 
@@ -39,13 +37,15 @@ class PerformerAttention(MultiHeadAttention):
     `attention_bias`, `return_attention_scores`, attention `dropout`, a
     cross-attention cache. Each raises a `ValueError` naming the argument.
 
-    Decoding: a self-attention cache (`get_initial_cache`) holds each
-    key's random features (with its own stabilizer, `(B, S_max, K, M + 1)`
-    float32) and the projected values; each step writes its tokens at
-    `cache_index` and attends the filled positions in the masked form
-    `(A * M) V / (A * M) 1` with `A = phi(Q) phi(K)^T`, so cached steps give
-    the estimate of a full causal pass, in `O(S_max M)` per generated
-    token and head without recomputing any key's features.
+    Decoding: the cache (`get_initial_cache`) is a running state, not a
+    list of positions: `phi(K)^T [V, 1]` of the keys so far (float32
+    `(B, K, M, Dv + 1)`), their common stabilizer and a per-row count. Each
+    call attends the state and its own new tokens and adds the new keys,
+    so cached steps give the estimate of a full causal pass at `O(M Dv)`
+    per generated token and head, whatever the context length, in memory
+    that does not grow with it. `value_mask` / `key_mask` cover every
+    position of the sequence (as for `MultiHeadAttention`'s cache); keys
+    at positions the state already holds are not added again.
 
     Args:
         num_heads: number of query heads H.
@@ -82,8 +82,8 @@ class PerformerAttention(MultiHeadAttention):
         return_attention_scores: must be `False`.
         training: whether to redraw features (with `redraw_features`).
         attention_bias: must be `None`.
-        cache: optional self-attention cache `(feature_cache, value_cache)`
-            from `get_initial_cache`.
+        cache: optional running state `(summary, stabilizer, count)` from
+            `get_initial_cache`.
         cache_index: position of the first new token in the cache; required
             with a `cache`.
 
@@ -275,81 +275,136 @@ class PerformerAttention(MultiHeadAttention):
         return self.output_dense(attended)  # (B, T, *output_shape)
 
     def get_initial_cache(self, batch_size, max_length, dtype=None):
-        """An all-zero self-attention cache of key features and values.
+        """An empty running state for incremental (causal) decoding.
+
+        FAVOR+ needs no per-position cache: the keys and values seen so far
+        enter a fixed-size summary, so the state does not grow with
+        `max_length` and each decoded token costs the same.
 
         Args:
             batch_size: B (int or scalar tensor).
-            max_length: S_max, the number of positions the cache can hold.
-            dtype: dtype of the value cache; defaults to the compute dtype.
-                The feature cache is float32, as the features are computed.
+            max_length: S_max, the longest sequence decoded (checked as
+                for `MultiHeadAttention`; the state does not depend on it).
+            dtype: ignored: the state is float32, as the features are
+                computed (kept for the `MultiHeadAttention` interface).
 
         Returns:
-            Tuple `(feature_cache, value_cache)` of shapes
-            `(B, S_max, K, M + 1)` (each key's M random features and their
-            stabilizer, see `efficient_math.cached_key_features`) and
-            `(B, S_max, K, Dv)`.
+            Tuple `(summary, stabilizer, count)`: float32
+            `(B, K, M, Dv + 1)` zeros (`phi(K)^T [V, 1]` of the keys so
+            far), float32 `(B, K)` (their common stabilizer, see
+            `efficient_math.favor_running_attention`) and int32 `(B,)`
+            (the position after the last key accumulated, per row).
 
         Example:
 
         ```python
         from keras_attention.layers import PerformerAttention
         layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
-        features, values = layer.get_initial_cache(batch_size=3, max_length=10)
-        tuple(features.shape), tuple(values.shape)  # (3, 10, 2, 9), (3, 10, 2, 4)
+        summary, stabilizer, count = layer.get_initial_cache(3, max_length=10)
+        tuple(summary.shape)  # (3, 2, 8, 5)
         ```
         """
-        _, value_cache = super().get_initial_cache(batch_size, max_length, dtype)
-        feature_cache = ops.zeros(
-            (ops.shape(value_cache)[0], ops.shape(value_cache)[1], self._kv_heads,
-             self.num_random_features + 1),
+        value_cache = super().get_initial_cache(batch_size, max_length, dtype)[1]
+        batch = ops.shape(value_cache)[0]
+        summary = ops.zeros(
+            (batch, self._kv_heads, self.num_random_features, self._value_dim + 1),
             dtype="float32",
-        )  # (B, S_max, K, M + 1)
-        return feature_cache, value_cache
+        )  # (B, K, M, Dv + 1)
+        stabilizer = ops.full(
+            (batch, self._kv_heads), efficient_math.NO_STABILIZER, dtype="float32"
+        )  # (B, K)
+        return summary, stabilizer, ops.zeros((batch,), dtype="int32")
 
-    def _cache_feature_shapes(self):
-        return {
-            "key_cache": (self._kv_heads, self.num_random_features + 1),
-            "value_cache": (self._kv_heads, self._value_dim),
+    def _check_cache(self, query, cache, cache_index):
+        if cache is None:
+            return super()._check_cache(query, cache, cache_index)
+        if not isinstance(cache, (tuple, list)) or len(cache) != 3:
+            raise ValueError(
+                "Received an invalid value for argument `cache`, expected the "
+                "tuple (summary, stabilizer, count) of `get_initial_cache`. "
+                f"Received: cache of type {type(cache).__name__}"
+                + (f" with {len(cache)} entries"
+                   if isinstance(cache, (tuple, list)) else "")
+            )
+        batch = tuple(query.shape)[0]
+        expected = {
+            "summary": (batch, self._kv_heads, self.num_random_features,
+                        self._value_dim + 1),
+            "stabilizer": (batch, self._kv_heads),
+            "count": (batch,),
         }
+        for (name, want), tensor in zip(expected.items(), cache):
+            got = tuple(tensor.shape)
+            if len(got) != len(want) or any(
+                g is not None and w is not None and g != w for g, w in zip(got, want)
+            ):
+                raise ValueError(
+                    "Received an invalid value for argument `cache`, expected "
+                    f"`{name}` of shape {want} (see `get_initial_cache`). "
+                    f"Received: {name}.shape={got}"
+                )
+        if isinstance(cache_index, int) and cache_index < 0:
+            raise ValueError(
+                "Received an invalid value for argument `cache_index`, expected "
+                f"a position >= 0. Received: cache_index={cache_index}"
+            )
+        return None  # no key length: the state has no positions
 
     def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
                          use_causal_mask, cache, cache_index):
-        """Decoding: the new tokens' key features (each key with its own
-        stabilizer) and values are written at `cache_index`, and the queries
-        attend the filled cache positions through them, in the masked dense
-        form (`efficient_math.favor_attention_over_cache`): the estimate a
-        full causal pass computes, one step at a time, without recomputing
-        the features of earlier keys."""
+        """Decoding over the running state (`get_initial_cache`): the new
+        tokens at positions `cache_index ..` attend the state and each
+        other; the keys at positions at or after the row's `count` (and not
+        masked) enter the state. Positions below `count` are already in it
+        and are not added again: re-running them (as the generators do for
+        the prompts of longer rows) leaves the state unchanged, and their
+        queries attend the whole state."""
         query_proj = self.query_dense(query)  # (B, T, H, D)
         key_proj = self.key_dense(key)  # (B, T, K, D)
         value_proj = self.value_dense(value)  # (B, T, K, Dv)
         if self.rotary_embedding is not None:
             query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
             key_proj = self.rotary_embedding(key_proj, start_index=cache_index)
+        summary, stabilizer, count = cache
         index = ops.cast(cache_index, "int32")
-        starts = (0, index, 0, 0)
-        feature_cache = ops.slice_update(
-            ops.cast(cache[0], "float32"), starts,
-            efficient_math.cached_key_features(key_proj, self.random_projection),
-        )  # (B, S_max, K, M + 1)
-        value_cache = ops.slice_update(
-            ops.cast(cache[1], self.compute_dtype), starts, value_proj
-        )  # (B, S_max, K, Dv)
-        filled = index + ops.shape(query)[1]
-        positions = ops.arange(ops.shape(value_cache)[1], dtype="int32")
-        valid_keys = ops.less(positions, filled)  # (S_max,)
-        mask = compute_attention_mask(
-            query, value_cache, query_mask=query_mask, value_mask=value_mask,
-            key_mask=key_mask, use_causal_mask=use_causal_mask,
-            causal_offset=cache_index,
-        )  # (B|1, 1, T|1, S_max) or None
-        mask = merge_masks(mask, valid_keys[None, None, None, :])
-        attended = efficient_math.favor_attention_over_cache(
-            query_proj, feature_cache, value_cache, self.random_projection, mask,
-            key_valid=valid_keys[None, :],
+        positions = index + ops.arange(ops.shape(query)[1], dtype="int32")  # (T,)
+        fresh = ops.greater_equal(positions[None, :], count[:, None])  # (B, T)
+        for name, mask in (("value_mask", value_mask), ("key_mask", key_mask)):
+            if mask is not None:
+                fresh = ops.logical_and(
+                    fresh, self._new_tokens_mask(mask, name, cache_index, query)
+                )
+        attended, (summary, stabilizer) = efficient_math.favor_running_attention(
+            query_proj, key_proj, value_proj, self.random_projection,
+            (summary, stabilizer), fresh, causal=use_causal_mask,
         )  # (B, T, H, Dv) float32
+        if query_mask is not None:
+            attended = attended * ops.cast(query_mask, "float32")[:, :, None, None]
+        count = ops.maximum(
+            count, ops.max(ops.where(fresh, positions[None, :] + 1, 0), axis=1)
+        )  # (B,)
         attended = ops.cast(attended, self.compute_dtype)
-        return self.output_dense(attended), (feature_cache, value_cache)
+        return self.output_dense(attended), (summary, stabilizer, count)
+
+    @staticmethod
+    def _new_tokens_mask(mask, name, cache_index, query):
+        """The `(B, T)` entries at the new tokens' positions of a `(B, S)`
+        mask over the whole sequence (`S >= cache_index + T`)."""
+        mask = ops.cast(mask, "bool")
+        length = query.shape[1]
+        known = (mask.shape[1] is not None and length is not None
+                 and isinstance(cache_index, int))
+        if len(mask.shape) != 2 or (known and mask.shape[1] < cache_index + length):
+            raise ValueError(
+                f"Received an invalid value for argument `{name}`, expected a "
+                "(batch, sequence_length) mask over every position, at least "
+                "cache_index + query_length long. Received: "
+                f"{name}.shape={tuple(mask.shape)}, cache_index={cache_index!r}"
+            )
+        batch, length = ops.shape(query)[0], ops.shape(query)[1]
+        return ops.slice(
+            mask, (0, ops.cast(cache_index, "int32")), (batch, length)
+        )  # (B, T)
 
     def compute_output_spec(self, query, value, key=None, return_attention_scores=False,
                             **kwargs):
@@ -357,9 +412,13 @@ class PerformerAttention(MultiHeadAttention):
         spec = super().compute_output_spec(query, value, key=key, **kwargs)
         if kwargs.get("cache") is None:
             return spec
-        output, (features, values) = spec
-        # The feature cache stays float32 under mixed precision.
-        return output, (keras.KerasTensor(features.shape, dtype="float32"), values)
+        output, (summary, stabilizer, count) = spec
+        # The running state keeps its dtypes under mixed precision.
+        return output, (
+            keras.KerasTensor(summary.shape, dtype="float32"),
+            keras.KerasTensor(stabilizer.shape, dtype="float32"),
+            keras.KerasTensor(count.shape, dtype="int32"),
+        )
 
     def get_config(self):
         config = super().get_config()

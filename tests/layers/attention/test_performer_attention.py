@@ -285,9 +285,9 @@ def test_unsupported_call_arguments(symbolic):
 
 @pytest.mark.parametrize("kv_heads,rotary", [(None, False), (1, True)])
 def test_cached_decoding_equals_the_causal_prefix_sum_pass(kv_heads, rotary):
-    # The cached path (masked dense form over the cache, one token at a
-    # time) and the whole-sequence path (chunked prefix sums) compute the
-    # same FAVOR+ estimate with the layer's fixed random features.
+    # The running state (a 3-token prefill, then one token at a time) and
+    # the whole-sequence path (chunked prefix sums) compute the same FAVOR+
+    # estimate with the layer's fixed random features.
     keras.utils.set_random_seed(0)
     layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16,
                                num_key_value_heads=kv_heads,
@@ -303,38 +303,69 @@ def test_cached_decoding_equals_the_causal_prefix_sum_pass(kv_heads, rotary):
                            cache=cache, cache_index=i)
         steps.append(np.asarray(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
-    # The cache holds each key's 16 features and its stabilizer.
-    assert cache[0].shape == (2, 9, kv_heads or 2, 17)
-    assert keras.backend.standardize_dtype(cache[0].dtype) == "float32"
+    # A fixed-size state: M = 16 features, Dv + 1 = 5 columns; 7 keys each.
+    summary, stabilizer, count = cache
+    assert summary.shape == (2, kv_heads or 2, 16, 5)
+    assert stabilizer.shape == (2, kv_heads or 2)
+    np.testing.assert_array_equal(count, [7, 7])
 
 
-@pytest.mark.parametrize("valid", [None, [1, 1, 1, 0, 1]])
-def test_masked_dense_form_matches_the_kernel_formula(valid):
-    # favor_attention_over_cache against NumPy: weights phi(q).phi(k) under
-    # the mask, normalized per row (a row with no attendable key is zero);
-    # keys outside `key_valid` (unfilled cache slots, here with large
-    # features that would dominate a shared stabilizer) change nothing.
-    query, key, value = _rand(1, 3, 2, 4), _rand(1, 5, 2, 4), _rand(1, 5, 2, 3)
-    if valid is not None:
-        key[0, 3] = 50.0
-        valid = np.array(valid, bool)[None]
+def test_padded_rows_and_re_decoded_positions_as_the_generators_use_them():
+    # Right-padded rows of lengths 5 and 2 prefilled together (the value
+    # mask covers the whole sequence), then decoding re-runs positions 1..4
+    # (as the generators do from the shortest prompt on) and goes on. Each
+    # row's output where it is new equals the causal pass over that row
+    # alone; re-run positions below the row's count leave the state as is.
+    keras.utils.set_random_seed(0)
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
+    x = _rand(2, 7, 8)
+    lengths = np.array([5, 2])
+    mask = np.arange(7)[None, :] < lengths[:, None]  # (2, 7)
+    cache = layer.get_initial_cache(batch_size=2, max_length=7)
+    _, cache = layer(x[:, :5], x[:, :5], use_causal_mask=True, value_mask=mask,
+                     cache=cache, cache_index=0)
+    np.testing.assert_array_equal(cache[2], [5, 2])
+    outputs = {}
+    for i in range(1, 7):
+        mask[:, i] = True  # a token is real once decoded (row 1 from 2 on)
+        out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                           value_mask=mask, cache=cache, cache_index=i)
+        outputs[i] = np.asarray(out)[:, 0]
+    np.testing.assert_array_equal(cache[2], [7, 7])
+    full = np.asarray(layer(x, x, use_causal_mask=True))  # (2, 7, 8)
+    # Row 0: positions 4.. (its last prompt token on); row 1: 1.. .
+    for row, first in ((0, 4), (1, 1)):
+        for i in range(first, 7):
+            np.testing.assert_allclose(outputs[i][row], full[row, i], atol=1e-5)
+
+
+def test_running_state_matches_the_kernel_formula():
+    # favor_running_attention against NumPy: a state holding 3 keys, then
+    # 3 new tokens whose key 1 is left out (attended by none, not added); weights
+    # phi(q).phi(k) over the state's keys and the valid new keys s <= t,
+    # normalized per row. Large stabilizers in the state are rescaled
+    # exactly (key 0 is far larger than the rest).
+    query, key, value = _rand(1, 6, 2, 4), _rand(1, 6, 2, 4), _rand(1, 6, 2, 3)
+    key[0, 0] *= 6.0
     projection = np.asarray(efficient_math.orthogonal_random_features(8, 4, seed=1))
-    mask = np.array([[1, 1, 0, 0, 0], [1, 1, 1, 0, 1], [0, 0, 0, 0, 0]], bool)
-    features = efficient_math.cached_key_features(key, projection)
-    assert tuple(features.shape) == (1, 5, 2, 9)
-    out = np.asarray(efficient_math.favor_attention_over_cache(
-        query, features, value, projection, mask[None, None], key_valid=valid))
-    assert np.all(np.isfinite(out))
+    state = (np.zeros((1, 2, 8, 4), "float32"),
+             np.full((1, 2), efficient_math.NO_STABILIZER, "float32"))
+    _, state = efficient_math.favor_running_attention(
+        query[:, :3], key[:, :3], value[:, :3], projection, state,
+        np.ones((1, 3), bool))
+    valid = np.array([[True, False, True]])
+    out, _ = efficient_math.favor_running_attention(
+        query[:, 3:], key[:, 3:], value[:, 3:], projection, state, valid)
+    out = np.asarray(out)
 
     def phi(x):
-        x = x * 4 ** -0.25
+        x = x.astype("float64") * 4 ** -0.25
         return np.exp(x @ projection.T - 0.5 * (x ** 2).sum(-1, keepdims=True))
 
+    keys = np.array([[1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 0], [1, 1, 1, 1, 0, 1]], bool)
     for h in range(2):
-        weights = phi(query[0, :, h]) @ phi(key[0, :, h]).T * mask  # (3, 5)
-        sums = weights.sum(-1, keepdims=True)
-        safe = np.where(sums > 0, sums, 1.0)
-        expected = np.where(sums > 0, weights @ value[0, :, h] / safe, 0.0)
+        weights = phi(query[0, 3:, h]) @ phi(key[0, :, h]).T * keys  # (3, 6)
+        expected = weights @ value[0, :, h] / weights.sum(-1, keepdims=True)
         np.testing.assert_allclose(out[0, :, h], expected, rtol=1e-4, atol=1e-6)
 
 
@@ -371,7 +402,7 @@ def test_causal_masked_layer_in_a_compiled_fit_with_unknown_batch(kv_heads):
 
 
 def test_cached_decoding_under_mixed_precision_and_symbolically():
-    # float16 values, a float32 feature cache; the symbolic call reports
+    # float16 outputs, a float32 running state; the symbolic call reports
     # the same dtypes and shapes.
     keras.utils.set_random_seed(0)
     ref = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
@@ -383,7 +414,7 @@ def test_cached_decoding_under_mixed_precision_and_symbolically():
     half.set_weights(ref.get_weights())
     cache = half.get_initial_cache(batch_size=1, max_length=6)
     assert [keras.backend.standardize_dtype(c.dtype) for c in cache] == [
-        "float32", "float16"]
+        "float32", "float32", "int32"]
     steps = []
     for i in range(6):
         out, cache = half(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
@@ -394,15 +425,30 @@ def test_cached_decoding_under_mixed_precision_and_symbolically():
     spec_out, spec_cache = half.compute_output_spec(
         symbolic, symbolic, cache=tuple(keras.KerasTensor(c.shape, c.dtype)
                                         for c in cache), cache_index=2)
-    assert tuple(spec_cache[0].shape) == (1, 6, 2, 17)
-    assert [spec_cache[0].dtype, spec_cache[1].dtype] == ["float32", "float16"]
+    assert keras.backend.standardize_dtype(spec_out.dtype) == "float16"
+    assert [tuple(c.shape) for c in spec_cache] == [(1, 2, 16, 5), (1, 2), (1,)]
+    assert [c.dtype for c in spec_cache] == ["float32", "float32", "int32"]
 
 
-def test_a_key_value_cache_of_the_wrong_width_is_refused():
+def test_running_state_errors():
     layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
     x = _rand(1, 1, 8)
     layer(x, x)
     keys = np.zeros((1, 3, 2, 4), "float32")  # MultiHeadAttention's format
-    with pytest.raises(ValueError, match=r"expected `key_cache` of shape "
-                       r"\(batch, max_length, 2, 9\)"):
+    with pytest.raises(ValueError, match=r"expected the tuple \(summary, "
+                       r"stabilizer, count\) of `get_initial_cache`. Received: "
+                       r"cache of type tuple with 2 entries"):
         layer(x, x, cache=(keys, keys), cache_index=0, use_causal_mask=True)
+    summary, stabilizer, count = layer.get_initial_cache(1, max_length=4)
+    with pytest.raises(ValueError, match=r"expected `summary` of shape "
+                       r"\(1, 2, 8, 5\)"):
+        layer(x, x, cache=(summary[..., :4], stabilizer, count), cache_index=0)
+    with pytest.raises(ValueError, match="argument `cache_index`, expected a "
+                       "position >= 0. Received: cache_index=-1"):
+        layer(x, x, cache=(summary, stabilizer, count), cache_index=-1)
+    with pytest.raises(ValueError, match=r"argument `value_mask`, expected a "
+                       r"\(batch, sequence_length\) mask over every position"):
+        layer(x, x, cache=(summary, stabilizer, count), cache_index=2,
+              value_mask=np.ones((1, 1), bool))
+    with pytest.raises(ValueError, match="argument `max_length`"):
+        layer.get_initial_cache(1, max_length=0)
