@@ -87,6 +87,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--skip-keras-hub", action="store_true")
+    parser.add_argument("--skip-uncached", action="store_true",
+                        help="do not time uncached decoding (quadratic in the "
+                             "length: minutes per round at thousands of tokens)")
     parser.add_argument("--attention-kernel", default="dot_product",
                         choices=CAUSAL_DECODING_KERNELS,
                         help="the blocks' kernel; not dot_product: also timed "
@@ -177,9 +180,10 @@ def main(argv=None):
         units = {
             "cached": unit("cached", lambda: generator.greedy_search(
                 prompt, max_new_tokens=args.new_tokens, use_cache=True)),
-            "uncached": unit("uncached", lambda: generator.greedy_search(
-                prompt, max_new_tokens=args.new_tokens, use_cache=False)),
         }
+        if not args.skip_uncached:
+            units["uncached"] = unit("uncached", lambda: generator.greedy_search(
+                prompt, max_new_tokens=args.new_tokens, use_cache=False))
         if peer is not None:
             units["hub"] = unit("hub", lambda: keras.tree.map_structure(
                 np.asarray, peer.generate(hub_inputs, stop_token_ids=None)))
@@ -189,7 +193,8 @@ def main(argv=None):
         traces = generator.trace_count
         times = common.interleaved(units, args.repeats, warmup=1)
         # One trace per decoding path (cached, uncached), none while timing.
-        retraced = generator.trace_count - traces > 2
+        retraced = generator.trace_count - traces > len(
+            [k for k in ("cached", "uncached") if k in units])
 
         # Count the generated tokens of each side's last output.
         generated = {
@@ -207,16 +212,19 @@ def main(argv=None):
         def seconds(k):
             return [round(t, 3) for t in times[k].all]
 
-        lines.append(common.record(
-            "generation", config, "tokens_per_second", rate["cached"],
-            UNCACHED, rate["uncached"], target=5.0,
-            cached_equals_uncached=bool(
-                np.array_equal(outputs["cached"], outputs["uncached"])),
-            new_tokens_per_row=generated, retraced_while_timing=retraced,
-            cpu_time_ratio=round(times["uncached"].cpu_seconds
-                                 / times["cached"].cpu_seconds, 3),
-            seconds_per_round={"ours": seconds("cached"), "peer": seconds("uncached")},
-        ))
+        first = len(lines)
+        if not args.skip_uncached:
+            lines.append(common.record(
+                "generation", config, "tokens_per_second", rate["cached"],
+                UNCACHED, rate["uncached"], target=5.0,
+                cached_equals_uncached=bool(
+                    np.array_equal(outputs["cached"], outputs["uncached"])),
+                new_tokens_per_row=generated, retraced_while_timing=retraced,
+                cpu_time_ratio=round(times["uncached"].cpu_seconds
+                                     / times["cached"].cpu_seconds, 3),
+                seconds_per_round={"ours": seconds("cached"),
+                                   "peer": seconds("uncached")},
+            ))
         if peer is not None:
             lines.append(common.record(
                 "generation", config, "tokens_per_second", rate["cached"],
@@ -235,7 +243,7 @@ def main(argv=None):
                                      / times["cached"].cpu_seconds, 3),
                 seconds_per_round={"ours": seconds("cached"), "peer": seconds("exact")},
             ))
-        for line in lines[-(1 + (peer is not None) + (exact is not None)):]:
+        for line in lines[first:]:
             common.emit(line, args.results)
     return lines
 

@@ -55,3 +55,14 @@ def test_generation_benchmark_kernel_mode_compares_with_exact_attention(
     # The kernel's cached decoding picks the tokens its full passes pick.
     assert lines[0]["cached_equals_uncached"] is True
     assert list(tmp_path.iterdir()) == []
+
+
+def test_generation_benchmark_can_skip_uncached_decoding(benchmark, capsys):
+    # Long generations time only the cached paths (uncached is quadratic).
+    lines = benchmark.main(["--smoke", "--skip-keras-hub", "--skip-uncached",
+                            "--attention-kernel", "performer",
+                            "--kernel-option", "num_random_features=8"])
+    assert [line["peer_name"] for line in lines] == [benchmark.EXACT]
+    assert lines[0]["new_tokens_per_row"] == {"cached": 4, "exact": 4}
+    assert lines[0]["retraced_while_timing"] is False
+    assert capsys.readouterr().out.count('"benchmark": "generation"') == 1
