@@ -8,6 +8,8 @@ from keras import ops
 from keras_attention.layers.attention import efficient_math
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
+from keras_attention.ops import merge_masks
+from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_positive_int
 
@@ -314,7 +316,9 @@ class LocalAttention(MultiHeadAttention):
                          training, attention_bias, cache, cache_index):
         """Decoding: `MultiHeadAttention`'s cached attention with the window
         band `|i - j| <= w` (or a global position) over the cache positions
-        (query `t` is at position `cache_index + t`)."""
+        (query `t` is at position `cache_index + t`). Causal calls of static
+        length attend only the cache positions in reach
+        (`_attend_cache_window`)."""
         self._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
@@ -337,12 +341,77 @@ class LocalAttention(MultiHeadAttention):
             if len(attention_mask.shape) == 4:
                 band = band[:, None]  # (1, 1, T, S_max)
             band = ops.logical_and(band, ops.cast(attention_mask, "bool"))
-        return super().call(
-            query, value, key=key, query_mask=query_mask, value_mask=value_mask,
-            key_mask=key_mask, attention_mask=band, use_causal_mask=use_causal_mask,
-            return_attention_scores=return_attention_scores, training=training,
-            attention_bias=attention_bias, cache=cache, cache_index=cache_index,
+        q_len, s_max = query.shape[1], cache[0].shape[1]
+        width = None if q_len is None else q_len + self.window_size
+        if (
+            not use_causal_mask
+            or return_attention_scores
+            or width is None
+            or s_max is None
+            or self.num_global_tokens + width >= s_max
+        ):
+            return super().call(
+                query, value, key=key, query_mask=query_mask, value_mask=value_mask,
+                key_mask=key_mask, attention_mask=band,
+                use_causal_mask=use_causal_mask,
+                return_attention_scores=return_attention_scores, training=training,
+                attention_bias=attention_bias, cache=cache, cache_index=cache_index,
+            )
+        return self._attend_cache_window(
+            query, value, key, query_mask, value_mask, key_mask, band, training,
+            attention_bias, cache, cache_index, width,
         )
+
+    def _attend_cache_window(self, query, value, key, query_mask, value_mask,
+                             key_mask, band, training, attention_bias, cache,
+                             cache_index, width):
+        """Causal cached attention over the `width = T + w` cache positions
+        the new queries can reach (and the global ones), gathered from the
+        cache: `O(T (w + g))` per call instead of `O(T S_max)`; the same
+        result as the band over the whole cache."""
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
+        key_cache, value_cache, new_cache, filled = self._keys_and_values(
+            query, value, key, cache, cache_index, cache_index
+        )  # (B, S_max, K, D), (B, S_max, K, Dv), cache, (1, 1, 1, S_max)
+        s_max = key_cache.shape[1]
+        start = ops.clip(
+            ops.cast(cache_index, "int32") - self.window_size, 0, s_max - width
+        )
+        positions = start + ops.arange(width, dtype="int32")  # (W,)
+        slots = ops.ones((width,), dtype="bool")
+        if self.num_global_tokens:
+            # Global keys first; window slots at those positions dropped.
+            globals_ = ops.arange(self.num_global_tokens, dtype="int32")
+            slots = ops.concatenate(
+                [ops.ones_like(globals_, dtype="bool"),
+                 ops.greater_equal(positions, self.num_global_tokens)], axis=0
+            )
+            positions = ops.concatenate([globals_, positions], axis=0)  # (g + W,)
+        mask = compute_attention_mask(
+            query, key_cache, query_mask=query_mask, value_mask=value_mask,
+            key_mask=key_mask, attention_mask=band, use_causal_mask=True,
+            causal_offset=cache_index,
+        )  # (B|1, 1|H, T, S_max)
+        mask = ops.take(merge_masks(mask, filled), positions, axis=3)
+        mask = ops.logical_and(mask, slots)  # (B|1, 1|H, T, g + W)
+        bias = attention_bias
+        if bias is not None and bias.shape[3] != 1:
+            bias = ops.take(bias, positions, axis=3)  # (B|1, H|1, T|1, g + W)
+        attended = scaled_dot_product_attention(
+            query_proj,
+            ops.take(key_cache, positions, axis=1),  # (B, g + W, K, D)
+            ops.take(value_cache, positions, axis=1),  # (B, g + W, K, Dv)
+            mask=mask,
+            bias=bias,
+            scale=1.0 / math.sqrt(self.key_dim),
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=bool(training),
+        )  # (B, T, H, Dv)
+        return self.output_dense(attended), new_cache
 
     def get_config(self):
         config = super().get_config()

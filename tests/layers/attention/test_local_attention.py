@@ -462,3 +462,39 @@ def test_invalid_num_global_tokens(num_global):
                        match="argument `num_global_tokens`, expected a non-negative"):
         LocalAttention(num_heads=2, key_dim=4, window_size=2,
                        num_global_tokens=num_global)
+
+
+@pytest.mark.parametrize("num_global,kv_heads", [(0, None), (2, 1)])
+def test_cached_window_path_equals_the_band_over_the_whole_cache(num_global, kv_heads):
+    # Causal cached calls attend only the T + w positions in reach (and the
+    # global ones), gathered from a 30-position cache; the same calls with
+    # return_attention_scores=True take the band over the whole cache.
+    # Value mask holes, an explicit mask and a bias over the cache apply.
+    keras.utils.set_random_seed(0)
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2,
+                           num_global_tokens=num_global, num_key_value_heads=kv_heads)
+    x = _rand(2, 12, 8)
+    layer(x, x)
+    value_mask = np.ones((2, 30), bool)
+    value_mask[0, [1, 6]] = False
+    window_calls = []
+    window_path = layer._attend_cache_window
+    layer._attend_cache_window = lambda *a: window_calls.append(1) or window_path(*a)
+    chunks = ((0, 4), (4, 5), (5, 9), (9, 10), (10, 11), (11, 12))
+    explicit = {c: RNG.random((2, c[1] - c[0], 30)) > 0.2 for c in chunks}
+    outputs = {True: [], False: []}
+    for scores in (True, False):
+        cache = layer.get_initial_cache(batch_size=2, max_length=30)
+        for start, stop in chunks:
+            t = stop - start
+            bias = np.linspace(-1, 1, 2 * t * 30).reshape(1, 2, t, 30).astype("float32")
+            result = layer(x[:, start:stop], x[:, start:stop], use_causal_mask=True,
+                           value_mask=value_mask,
+                           attention_mask=explicit[(start, stop)],
+                           attention_bias=bias, cache=cache, cache_index=start,
+                           return_attention_scores=scores)
+            out, cache = (result[0], result[2]) if scores else result
+            outputs[scores].append(fn(out))
+    np.testing.assert_allclose(np.concatenate(outputs[False], axis=1),
+                               np.concatenate(outputs[True], axis=1), atol=1e-5)
+    assert len(window_calls) == len(chunks)  # every call without scores
