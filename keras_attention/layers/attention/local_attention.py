@@ -45,9 +45,11 @@ class LocalAttention(MultiHeadAttention):
     `attention_bias`, dropout, `return_attention_scores` (the weights are
     scattered into a dense `(B, H, T, S)` tensor, for inspection only) and
     a self-attention KV cache for incremental decoding (`get_initial_cache`;
-    each step attends the cached keys inside its window, the band applied
-    to `MultiHeadAttention`'s cached attention; the cache holds every
-    position, `(B, S_max, K, D)`, like `MultiHeadAttention`'s). A
+    the cache holds every position, `(B, S_max, K, D)`, like
+    `MultiHeadAttention`'s, but a causal step gathers only the `T + w`
+    positions in its reach and the global ones, so its cost does not grow
+    with `S_max`; with `return_attention_scores` the band is applied to
+    `MultiHeadAttention`'s cached attention over the whole cache). A
     cross-attention cache is not supported: the window is over the
     positions of one sequence. A query with no attendable key in its window
     returns a zero context.
