@@ -81,12 +81,19 @@ def _exact_with_band(layer, query, value, window, causal, num_global=0, **kwargs
 
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize(
-    "t,s,window,kv_heads",
-    [(10, 10, 2, None), (7, 12, 3, 1), (13, 5, 4, 2), (5, 5, 9, None), (16, 16, 1, 2)],
+    "t,s,window,num_global,kv_heads",
+    [(10, 10, 2, 0, None), (7, 12, 3, 0, 1), (13, 5, 4, 0, 2), (5, 5, 9, 0, None),
+     (16, 16, 1, 0, 2),
+     # Global tokens: fewer than, more than and beyond a block; past T and
+     # S; T != S both ways.
+     (10, 10, 2, 1, None), (13, 13, 2, 5, 2), (7, 12, 3, 2, 1), (12, 7, 2, 3, None),
+     (4, 4, 1, 6, None), (16, 16, 4, 4, 2)],
 )
-def test_equals_exact_attention_with_banded_mask(causal, t, s, window, kv_heads):
+def test_equals_exact_attention_with_banded_mask(causal, t, s, window, num_global,
+                                                 kv_heads):
     layer = LocalAttention(
-        num_heads=4, key_dim=8, window_size=window, num_key_value_heads=kv_heads
+        num_heads=4, key_dim=8, window_size=window, num_global_tokens=num_global,
+        num_key_value_heads=kv_heads,
     )
     query, value = _rand(2, t, 16), _rand(2, s, 16)
     value_mask = RNG.random((2, s)) > 0.3
@@ -94,11 +101,18 @@ def test_equals_exact_attention_with_banded_mask(causal, t, s, window, kv_heads)
     out, scores = layer(query, value, value_mask=value_mask, query_mask=query_mask,
                         use_causal_mask=causal, return_attention_scores=True)
     ref, ref_scores = _exact_with_band(
-        layer, query, value, window, causal, value_mask=value_mask,
+        layer, query, value, window, causal, num_global, value_mask=value_mask,
         query_mask=query_mask,
     )
     np.testing.assert_allclose(out, ref, atol=1e-5)
     np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    if num_global:
+        # Without masks every global pair beyond the window gets weight.
+        _, free = layer(query, value, use_causal_mask=causal,
+                        return_attention_scores=True)
+        outside = ~_band(t, s, window, causal) & _band(t, s, window, causal,
+                                                       num_global)
+        assert outside.any() and np.all(fn(free)[:, :, outside] > 0)
 
 
 @pytest.mark.parametrize("mask_heads", [1, 4])
@@ -348,35 +362,6 @@ def test_harness_with_global_tokens():
         expected_num_trainable_weights=8,
         expected_num_non_trainable_weights=0,
     )
-
-
-@pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize(
-    "t,s,window,num_global,kv_heads",
-    [(10, 10, 2, 1, None), (13, 13, 2, 5, 2), (7, 12, 3, 2, 1), (12, 7, 2, 3, None),
-     (4, 4, 1, 6, None), (16, 16, 4, 4, 2)],
-)
-def test_global_tokens_equal_exact_attention_with_their_mask(
-        causal, t, s, window, num_global, kv_heads):
-    # Globals fewer than, more than and beyond a block; past T and S;
-    # T != S both ways.
-    layer = LocalAttention(num_heads=4, key_dim=8, window_size=window,
-                           num_global_tokens=num_global, num_key_value_heads=kv_heads)
-    query, value = _rand(2, t, 16), _rand(2, s, 16)
-    value_mask = RNG.random((2, s)) > 0.3
-    query_mask = RNG.random((2, t)) > 0.2
-    out, scores = layer(query, value, value_mask=value_mask, query_mask=query_mask,
-                        use_causal_mask=causal, return_attention_scores=True)
-    ref, ref_scores = _exact_with_band(
-        layer, query, value, window, causal, num_global, value_mask=value_mask,
-        query_mask=query_mask,
-    )
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
-    # Without masks every global pair beyond the window gets weight.
-    _, free = layer(query, value, use_causal_mask=causal, return_attention_scores=True)
-    outside = ~_band(t, s, window, causal) & _band(t, s, window, causal, num_global)
-    assert outside.any() and np.all(fn(free)[:, :, outside] > 0)
 
 
 @pytest.mark.parametrize("causal", [False, True])
