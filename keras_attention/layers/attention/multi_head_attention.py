@@ -438,10 +438,7 @@ class MultiHeadAttention(keras.layers.Layer):
         tuple(k.shape)  # (2, 10, 1, 8)
         ```
         """
-        if _is_int(batch_size):
-            check_positive_int(batch_size, "batch_size")
-        if _is_int(max_length):
-            check_positive_int(max_length, "max_length")
+        self._check_cache_size(batch_size, max_length)
         dtype = dtype or self.compute_dtype
         key_cache = ops.zeros(
             (batch_size, max_length, self._kv_heads, self.key_dim), dtype=dtype
@@ -450,6 +447,14 @@ class MultiHeadAttention(keras.layers.Layer):
             (batch_size, max_length, self._kv_heads, self._value_dim), dtype=dtype
         )  # (B, S_max, K, Dv)
         return key_cache, value_cache
+
+    @staticmethod
+    def _check_cache_size(batch_size, max_length):
+        """`get_initial_cache`'s sizes: positive ints (tensors pass)."""
+        if _is_int(batch_size):
+            check_positive_int(batch_size, "batch_size")
+        if _is_int(max_length):
+            check_positive_int(max_length, "max_length")
 
     def compute_cross_attention_cache(self, value, key=None):
         """Project an encoder output once, for cached cross-attention.

@@ -304,16 +304,17 @@ class PerformerAttention(MultiHeadAttention):
         tuple(summary.shape)  # (3, 2, 8, 5)
         ```
         """
-        value_cache = super().get_initial_cache(batch_size, max_length, dtype)[1]
-        batch = ops.shape(value_cache)[0]
+        self._check_cache_size(batch_size, max_length)
         summary = ops.zeros(
-            (batch, self._kv_heads, self.num_random_features, self._value_dim + 1),
+            (batch_size, self._kv_heads, self.num_random_features,
+             self._value_dim + 1),
             dtype="float32",
         )  # (B, K, M, Dv + 1)
         stabilizer = ops.full(
-            (batch, self._kv_heads), efficient_math.NO_STABILIZER, dtype="float32"
+            (batch_size, self._kv_heads), efficient_math.NO_STABILIZER,
+            dtype="float32",
         )  # (B, K)
-        return summary, stabilizer, ops.zeros((batch,), dtype="int32")
+        return summary, stabilizer, ops.zeros((batch_size,), dtype="int32")
 
     def _check_cache(self, query, cache, cache_index):
         if cache is None:
