@@ -251,22 +251,13 @@ class LocalAttention(MultiHeadAttention):
         )  # (N, span)
         slot_args = {}
         if num_global:
-            # Global key slots 0 .. g - 1 outside the window; window slots
-            # at those positions are dropped so no key counts twice.
-            global_slots = ops.arange(num_global, dtype="int32")[None, :] + ops.zeros(
-                (num_blocks, 1), dtype="int32"
-            )  # (N, g)
+            key_positions, slot_mask, is_global = self._with_global_keys(
+                key_positions
+            )  # (N, g + span) each
             slot_args = {
-                "slot_mask": ops.concatenate(
-                    [ops.greater_equal(key_positions, num_global),
-                     ops.ones_like(global_slots, dtype="bool")], axis=1
-                )[None],  # (1, N, span + g)
-                "unwindowed_slots": ops.concatenate(
-                    [ops.zeros_like(key_positions, dtype="bool"),
-                     ops.ones_like(global_slots, dtype="bool")], axis=1
-                )[None],  # (1, N, span + g)
+                "slot_mask": slot_mask[None],
+                "unwindowed_slots": is_global[None],
             }
-            key_positions = ops.concatenate([key_positions, global_slots], axis=1)
         attention_args = dict(
             causal=use_causal_mask,
             query_mask=q_mask,
@@ -364,6 +355,25 @@ class LocalAttention(MultiHeadAttention):
             attention_bias, cache, cache_index, width,
         )
 
+    def _with_global_keys(self, positions):
+        """Key positions `(..., L)` with the global ones `0 .. g - 1` put
+        first: `(positions, kept, is_global)`, each `(..., g + L)`. `kept`
+        drops the window slots at global positions, so no key counts twice;
+        `is_global` marks the slots the window does not restrict."""
+        positions = ops.convert_to_tensor(positions, dtype="int32")
+        globals_ = ops.broadcast_to(
+            ops.arange(self.num_global_tokens, dtype="int32"),
+            tuple(ops.shape(positions)[:-1]) + (self.num_global_tokens,),
+        )  # (..., g)
+        first = ops.ones_like(globals_, dtype="bool")
+        kept = ops.concatenate(
+            [first, ops.greater_equal(positions, self.num_global_tokens)], axis=-1
+        )
+        is_global = ops.concatenate(
+            [first, ops.zeros_like(positions, dtype="bool")], axis=-1
+        )
+        return ops.concatenate([globals_, positions], axis=-1), kept, is_global
+
     def _attend_cache_window(self, query, value, key, query_mask, value_mask,
                              key_mask, band, training, attention_bias, cache,
                              cache_index, width):
@@ -385,13 +395,7 @@ class LocalAttention(MultiHeadAttention):
         positions = start + ops.arange(width, dtype="int32")  # (W,)
         slots = ops.ones((width,), dtype="bool")
         if self.num_global_tokens:
-            # Global keys first; window slots at those positions dropped.
-            globals_ = ops.arange(self.num_global_tokens, dtype="int32")
-            slots = ops.concatenate(
-                [ops.ones_like(globals_, dtype="bool"),
-                 ops.greater_equal(positions, self.num_global_tokens)], axis=0
-            )
-            positions = ops.concatenate([globals_, positions], axis=0)  # (g + W,)
+            positions, slots, _ = self._with_global_keys(positions)  # (g + W,)
         mask = compute_attention_mask(
             query, key_cache, query_mask=query_mask, value_mask=value_mask,
             key_mask=key_mask, attention_mask=band, use_causal_mask=True,
