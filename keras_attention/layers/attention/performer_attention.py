@@ -393,9 +393,10 @@ class PerformerAttention(MultiHeadAttention):
         mask over the whole sequence (`S >= cache_index + T`)."""
         mask = ops.cast(mask, "bool")
         length = query.shape[1]
-        known = (mask.shape[1] is not None and length is not None
-                 and isinstance(cache_index, int))
-        if len(mask.shape) != 2 or (known and mask.shape[1] < cache_index + length):
+        short = (len(mask.shape) == 2 and mask.shape[1] is not None
+                 and length is not None and isinstance(cache_index, int)
+                 and mask.shape[1] < cache_index + length)
+        if len(mask.shape) != 2 or short:
             raise ValueError(
                 f"Received an invalid value for argument `{name}`, expected a "
                 "(batch, sequence_length) mask over every position, at least "

@@ -450,5 +450,9 @@ def test_running_state_errors():
                        r"\(batch, sequence_length\) mask over every position"):
         layer(x, x, cache=(summary, stabilizer, count), cache_index=2,
               value_mask=np.ones((1, 1), bool))
+    with pytest.raises(ValueError, match=r"argument `key_mask`, expected a "
+                       r"\(batch, sequence_length\) mask over every position"):
+        layer(x, x, cache=(summary, stabilizer, count), cache_index=0,
+              key_mask=np.ones((4,), bool))
     with pytest.raises(ValueError, match="argument `max_length`"):
         layer.get_initial_cache(1, max_length=0)
