@@ -1,0 +1,205 @@
+"""`keras_attention.ops.dot_layout` and the XLA route of the head products.
+
+Under `jit_compile=True` the gradients of `attention_logits` and
+`attention_combine`, and `blockwise_attention`'s backward products, are
+computed as canonical dots on copied transposes. Values and gradients must
+equal the einsum forms (checked against NumPy formulas); the optimized HLO
+must hold no dot that contracts a leading axis (the form XLA:CPU runs
+slowly), which is what the route is for.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.tf_only(reason="XLA compilation through tf.function")
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from keras_attention.ops import attention_combine  # noqa: E402
+from keras_attention.ops import attention_logits  # noqa: E402
+from keras_attention.ops import blockwise_attention  # noqa: E402
+from keras_attention.ops.dot_layout import in_xla_context  # noqa: E402
+from keras_attention.ops.dot_layout import leading_axis_matmul  # noqa: E402
+from keras_attention.ops.dot_layout import materialized_transpose  # noqa: E402
+
+
+def _xla(fn):
+    return tf.function(fn, jit_compile=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16", "float64", "int32"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_materialized_transpose_equals_transpose(dtype, jit):
+    x = np.arange(2 * 3 * 4 * 5).reshape(2, 3, 4, 5)
+    x = tf.constant(x, dtype)
+    perm = (0, 3, 1, 2)
+    fn = _xla(materialized_transpose) if jit else materialized_transpose
+    out = fn(x, perm)
+    assert out.dtype == x.dtype
+    np.testing.assert_array_equal(
+        np.asarray(tf.cast(out, "float64")),
+        np.transpose(np.asarray(tf.cast(x, "float64")), perm),
+    )
+
+
+def test_materialized_transpose_gradient_is_the_inverse_transpose():
+    rng = np.random.default_rng(0)
+    x = tf.constant(rng.standard_normal((2, 3, 4)), "float32")
+    upstream = rng.standard_normal((4, 2, 3)).astype("float32")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = materialized_transpose(x, (2, 0, 1))
+        loss = tf.reduce_sum(out * upstream)
+    grad = tape.gradient(loss, x)
+    np.testing.assert_array_equal(grad, np.transpose(upstream, (1, 2, 0)))
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_leading_axis_matmul_value_and_gradients(jit):
+    rng = np.random.default_rng(1)
+    a = tf.constant(rng.standard_normal((2, 3, 7, 5)), "float32")  # (.., T, S)
+    b = tf.constant(rng.standard_normal((2, 3, 7, 4)), "float32")  # (.., T, D)
+    upstream = rng.standard_normal((2, 3, 5, 4)).astype("float32")
+
+    def fn(a, b):
+        with tf.GradientTape() as tape:
+            tape.watch([a, b])
+            out = leading_axis_matmul(a, b)
+            loss = tf.reduce_sum(out * upstream)
+        return (out,) + tuple(tape.gradient(loss, [a, b]))
+
+    out, d_a, d_b = (_xla(fn) if jit else fn)(a, b)
+    a64, b64 = np.float64(a), np.float64(b)
+    np.testing.assert_allclose(out, np.einsum("...ts,...td->...sd", a64, b64), atol=1e-5)
+    np.testing.assert_allclose(d_a, np.einsum("...td,...sd->...ts", b64, upstream), atol=1e-5)
+    np.testing.assert_allclose(d_b, np.einsum("...ts,...sd->...td", a64, upstream), atol=1e-5)
+
+
+def test_in_xla_context():
+    assert not in_xla_context()  # eager
+    assert not bool(tf.function(lambda: tf.constant(in_xla_context()))())
+    assert bool(_xla(lambda: tf.constant(in_xla_context()))())
+
+    seen = []
+
+    class Probe(keras.layers.Layer):
+        def call(self, x):
+            seen.append(in_xla_context())
+            return x
+
+    for jit in (True, False):
+        seen.clear()
+        model = keras.Sequential([keras.Input((3,)), Probe(), keras.layers.Dense(1)])
+        model.compile("sgd", "mse", jit_compile=jit)
+        model.train_on_batch(np.ones((2, 3)), np.ones((2, 1)))
+        assert seen[-1] is jit  # the train step's trace
+
+
+def _head_case(rng, kv_heads):
+    q = rng.standard_normal((2, 5, 4, 8))  # (B, T, H, D)
+    k = rng.standard_normal((2, 6, kv_heads, 8))  # (B, S, K, D)
+    v = rng.standard_normal((2, 6, kv_heads, 3))  # (B, S, K, Dv)
+    w = rng.standard_normal((2, 4, 5, 6))  # (B, H, T, S)
+    r_logits = rng.standard_normal((2, 4, 5, 6))
+    r_out = rng.standard_normal((2, 5, 4, 3))
+    return [tf.constant(x, "float32") for x in (q, k, v, w, r_logits, r_out)]
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+@pytest.mark.parametrize("jit", [False, True])
+def test_head_product_gradients_match_numpy(kv_heads, jit):
+    q, k, v, w, r_logits, r_out = _head_case(np.random.default_rng(2), kv_heads)
+    scale = 0.3
+
+    def fn(q, k, v, w):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch([q, k, v, w])
+            logits = attention_logits(q, k, scale)
+            out = attention_combine(w, v)
+            loss_l = tf.reduce_sum(logits * r_logits)
+            loss_o = tf.reduce_sum(out * r_out)
+        return (logits, out, *tape.gradient(loss_l, [q, k]),
+                *tape.gradient(loss_o, [w, v]))
+
+    logits, out, d_q, d_k, d_w, d_v = (_xla(fn) if jit else fn)(q, k, v, w)
+    q, k, v, w, r_logits, r_out = (np.float64(x) for x in (q, k, v, w, r_logits, r_out))
+    groups = 4 // kv_heads
+    k_rep, v_rep = np.repeat(k, groups, 2), np.repeat(v, groups, 2)
+    np.testing.assert_allclose(
+        logits, scale * np.einsum("bthd,bshd->bhts", q, k_rep), atol=1e-5
+    )
+    np.testing.assert_allclose(out, np.einsum("bhts,bshd->bthd", w, v_rep), atol=1e-5)
+    np.testing.assert_allclose(
+        d_q, scale * np.einsum("bhts,bshd->bthd", r_logits, k_rep), atol=1e-5
+    )
+    d_k_heads = scale * np.einsum("bhts,bthd->bshd", r_logits, q)  # (B, S, H, D)
+    np.testing.assert_allclose(
+        d_k, d_k_heads.reshape(2, 6, kv_heads, groups, 8).sum(3), atol=1e-5
+    )
+    np.testing.assert_allclose(d_w, np.einsum("bthd,bshd->bhts", r_out, v_rep), atol=1e-5)
+    d_v_heads = np.einsum("bhts,bthd->bshd", w, r_out)  # (B, S, H, Dv)
+    np.testing.assert_allclose(
+        d_v, d_v_heads.reshape(2, 6, kv_heads, groups, 3).sum(3), atol=1e-5
+    )
+
+
+def test_second_order_gradients_equal_the_einsum_route():
+    q, k, v, _, _, r_out = _head_case(np.random.default_rng(3), 2)
+
+    def fn(q, k, v):
+        with tf.GradientTape() as outer:
+            outer.watch([q, k, v])
+            with tf.GradientTape() as inner:
+                inner.watch([q, k, v])
+                weights = tf.nn.softmax(attention_logits(q, k, 0.5))
+                loss = tf.reduce_sum(attention_combine(weights, v) * r_out)
+            grads = inner.gradient(loss, [q, k, v])
+            norm = tf.add_n([tf.reduce_sum(g * g) for g in grads])
+        return grads + outer.gradient(norm, [q, k, v])
+
+    for got, want in zip(_xla(fn)(q, k, v), fn(q, k, v)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def _dots(optimized_hlo):
+    return re.findall(r"= \S+ dot\([^)]*\)[^\n]*", optimized_hlo)
+
+
+def _leading_axis_dots(optimized_hlo):
+    """Batched dots whose lhs contracts an axis other than its last (rhs
+    contracting its last axis, `A B^T`, runs at full speed)."""
+    bad = []
+    for line in _dots(optimized_hlo):
+        if "lhs_batch_dims" not in line:
+            continue
+        rank = len(re.search(r"= \w+\[([\d,]*)\]", line).group(1).split(","))
+        lhs = int(re.search(r"lhs_contracting_dims=\{(\d+)\}", line).group(1))
+        if lhs != rank - 1:
+            bad.append(line)
+    return bad
+
+
+@pytest.mark.parametrize("kernel", ["full", "blockwise"])
+def test_compiled_backward_has_only_canonical_batched_dots(kernel):
+    rng = np.random.default_rng(4)
+    q, k, v = (tf.constant(rng.standard_normal((2, 64, 2, 16)), "float32") for _ in range(3))
+
+    def fn(q, k, v):
+        with tf.GradientTape() as tape:
+            tape.watch([q, k, v])
+            if kernel == "full":
+                weights = tf.nn.softmax(attention_logits(q, k, 0.25))
+                out = attention_combine(weights, v)
+            else:
+                out = blockwise_attention(
+                    q, k, v, query_block_size=32, key_block_size=32
+                )
+            loss = tf.reduce_sum(out * out)
+        return tape.gradient(loss, [q, k, v])
+
+    hlo = _xla(fn).experimental_get_compiler_ir(q, k, v)(stage="optimized_hlo")
+    assert _dots(hlo)  # the pattern sees the dots
+    assert _leading_axis_dots(hlo) == []
