@@ -32,6 +32,14 @@ Metrics (one JSON line each, see `benchmarks/common.py`):
   plus the attention matmuls (`Q K^T` and `P V`, 2 T E each per token
   forward, 3 x for training). Biases, norms, softmax and the optimizer are
   not counted (they are a few percent).
+- `step_seconds_over_products_floor`: each model's seconds per training
+  step next to the seconds of the step's matrix products alone
+  (`products_unit`: the same products, shapes and `jit_compile`, in their
+  fast layouts, nothing else), timed in the same rounds. ratio = floor /
+  step (the share of the step that is products); on the "ours" line
+  `max_speedup_over_keras_hub` = keras-hub's step time / the floor, the
+  largest speed-up over keras-hub that any stack computing these products
+  could show on this machine.
 - `infer_latency_ms`: batch-1 `predict_on_batch` latency, ratio = peer / ours.
 
 Where ours differs (same FLOPs, same weights): in training, the Q/K/V/output
@@ -40,8 +48,11 @@ projections run as one 2-D matrix product with a vector bias
 kernel gradient is one product instead of a batch of per-example products
 summed afterwards, and the bias gradient a column sum; the norms work on
 `(B * T, E)` rows (`...transformer.token_normalization`), whose gamma/beta
-gradients XLA:CPU otherwise lowers to slow windowed reductions. A fused
-Q/K/V product was tried and measured: no training gain, 4% slower batch-1
+gradients XLA:CPU otherwise lowers to slow windowed reductions. Under XLA
+the key/value gradients of attention (sums over the query axis) run as
+canonical dots on copied transposes (`keras_attention.ops.dot_layout`,
+measured by `attention_core.py`). A fused Q/K/V product was tried and
+measured: no training gain, 4% slower batch-1
 inference, so it is not used.
 
 Run (the lines in benchmarks/results/encoder_throughput.jsonl were produced this way):
@@ -71,6 +82,7 @@ SIZES = {
 }
 RESULTS = "encoder_throughput.jsonl"
 MATMUL = "tf.matmul 2048x2048 float32 (XLA)"
+PRODUCTS = "the step's matrix products alone"
 
 
 def parse_args():
@@ -96,6 +108,61 @@ def parse_args():
 def flops_per_token(size):
     e, f, t, n = size["hidden"], size["intermediate"], size["length"], size["layers"]
     return n * (6 * (4 * e * e + 2 * e * f) + 12 * t * e)
+
+
+def products_unit(size, jit):
+    """A timed unit of only the matrix products of one training step.
+
+    Every product a training step of the stack computes, with the stack's
+    shapes, forward and backward, for all layers, each in its fast layout
+    (the forward forms, `dX = dY W^T`, `dW = X^T dY`, and the attention
+    products with the query axis leading): Q/K/V/output projections, the
+    two feed-forward matrices, `Q K^T`, `P V` and their gradients. Nothing
+    else (no softmax, norms, activations, optimizer). Its time bounds any
+    implementation of the stack from below on this machine, so
+    `peer step time / products time` is the largest speed-up over the peer
+    that any stack with these products could show. Returns `(callable,
+    flops)`; `flops` counts exactly these products (equal to
+    `flops_per_token(size)` per token).
+    """
+    import tensorflow as tf
+
+    e, f, t = size["hidden"], size["intermediate"], size["length"]
+    h, b, n = size["heads"], size["batch"], size["layers"]
+    m, d, bh = b * t, e // h, b * h
+    param_shapes = [(m, e, e)] * 4 + [(m, e, f), (m, f, e)]  # (M, K, N)
+    attention_shapes = [(bh, t, d, t), (bh, t, t, d)]  # batched (T, K, N)
+    rng = tf.random.Generator.from_seed(0)
+    # Distinct operands per layer (identical products would be merged).
+    layers = [(
+        [(rng.normal((mm, k)), rng.normal((k, nn)), rng.normal((mm, nn)))
+         for mm, k, nn in param_shapes],
+        [(rng.normal((g, tt, k)), rng.normal((g, k, nn)),
+          rng.normal((g, tt, nn)), rng.normal((g, nn, tt)))
+         for g, tt, k, nn in attention_shapes],
+    ) for _ in range(n)]
+
+    @tf.function(jit_compile=jit)
+    def step():
+        outs = []
+        for params, attention in layers:
+            for x, w, dy in params:
+                outs += [tf.matmul(x, w),  # forward
+                         tf.matmul(dy, w, transpose_b=True),  # dX
+                         tf.matmul(x, dy, transpose_a=True)]  # dW
+            for lhs, rhs, d_out, d_out_t in attention:
+                outs += [tf.matmul(lhs, rhs),  # forward
+                         tf.matmul(d_out, rhs, transpose_b=True),  # d lhs
+                         tf.matmul(d_out_t, lhs)]  # d rhs, transposed
+        return outs
+
+    flops = n * (sum(3 * 2 * mm * k * nn for mm, k, nn in param_shapes)
+                 + sum(3 * 2 * g * tt * k * nn for g, tt, k, nn in attention_shapes))
+    def unit():
+        return step()[-1].numpy()
+
+    unit.step = step  # for tests: the compiled function
+    return unit, flops
 
 
 def ours_stack(size, implementation):
@@ -175,8 +242,10 @@ def run_size(name, size, jit, args):
     # optimizer slots).
     units = {k: train(m) for k, m in models.items()}
     units[MATMUL], matmul_flops = common.matmul_unit()
+    units[PRODUCTS], products_flops = products_unit(size, jit)
     times = common.interleaved(units, args.repeats, warmup=2)
     matmul_timing = times.pop(MATMUL)
+    products_timing = times.pop(PRODUCTS)
     matmul = matmul_flops / matmul_timing.seconds / 1e9
     matmul_cpu = matmul_flops / matmul_timing.cpu_seconds / 1e9
     tokens = size["batch"] * size["length"] * args.steps
@@ -194,6 +263,22 @@ def run_size(name, size, jit, args):
             cpu_time_ratio=round(times[peer].cpu_seconds / times["ours"].cpu_seconds, 3),
             seconds_per_round={"ours": [round(t, 3) for t in times["ours"].all],
                                "peer": [round(t, 3) for t in times[peer].all]},
+        ), RESULTS)
+
+    # The products-only floor: how far any stack could get ahead of each
+    # model on this machine (the peer's step time over the products' time).
+    hub = "keras_hub.layers.TransformerEncoder"
+    for k in models:
+        common.emit(common.record(
+            "encoder_throughput", dict(config, model=k,
+                                       products_gflop=round(products_flops / 1e9, 2)),
+            "step_seconds_over_products_floor",
+            times[k].seconds / args.steps, PRODUCTS, products_timing.seconds,
+            higher_is_better=False,
+            products_gflops=round(products_flops / products_timing.seconds / 1e9, 1),
+            max_speedup_over_keras_hub=round(
+                times[hub].seconds / args.steps / products_timing.seconds, 3
+            ) if k == "ours" else None,
         ), RESULTS)
 
     fpt = flops_per_token(size)
