@@ -5,8 +5,11 @@ as one call that returns the gradients of `sum(out * r)` (fixed random `r`)
 with respect to Q, K and V, on the TensorFlow backend:
 
 - ours: `keras_attention.ops.scaled_dot_product_attention` (the "full" path
-  of our `MultiHeadAttention` and blocks) and, with `--blockwise`,
-  `keras_attention.ops.blockwise_attention`;
+  of our `MultiHeadAttention` and blocks); with `--blockwise` also
+  `keras_attention.ops.blockwise_attention`, and with `--einsum-gradients`
+  also our kernel traced with the plain einsum products (and their
+  autodiff gradients) under XLA as well, which is what it ran before
+  `dot_layout`;
 - peer: `keras.ops.dot_product_attention`, Keras' own kernel (on
   TensorFlow an einsum / softmax / einsum, the same products as
   `keras.layers.MultiHeadAttention`).
@@ -27,7 +30,8 @@ difference between the two sides' gradients.
 
 Run (the lines in benchmarks/results/attention_core.jsonl were produced this way):
 
-    python benchmarks/attention_core.py --repeats 15   # ~1 min on 2 cores
+    python benchmarks/attention_core.py --repeats 15 --blockwise --einsum-gradients
+    # ~2 min on 2 cores
 """
 
 import argparse
@@ -53,6 +57,7 @@ SHAPES = {
 }
 RESULTS = "attention_core.jsonl"
 PEER = "keras.ops.dot_product_attention"
+EINSUM = "scaled_dot_product_attention, einsum gradients"
 
 
 def parse_args():
@@ -63,7 +68,26 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--blockwise", action="store_true",
                         help="also time keras_attention.ops.blockwise_attention")
+    parser.add_argument("--einsum-gradients", action="store_true",
+                        help="also time our kernel with the plain einsum "
+                             "gradients under XLA (before dot_layout)")
     return parser.parse_args()
+
+
+def einsum_gradients(kernel):
+    """`kernel` traced with the plain einsum products under XLA too (what
+    our path did before `dot_layout`): the comparison for the change."""
+    attention_ops = sys.modules["keras_attention.ops.attention"]
+
+    def traced(q, k, v):
+        saved = attention_ops.in_xla_context
+        attention_ops.in_xla_context = lambda: False
+        try:
+            return kernel(q, k, v)
+        finally:
+            attention_ops.in_xla_context = saved
+
+    return traced
 
 
 def fwd_bwd(kernel, jit):
@@ -83,6 +107,8 @@ def main():
         "scaled_dot_product_attention": scaled_dot_product_attention,
         PEER: keras.ops.dot_product_attention,
     }
+    if args.einsum_gradients:
+        kernels[EINSUM] = einsum_gradients(scaled_dot_product_attention)
     if args.blockwise:
         kernels["blockwise_attention"] = blockwise_attention
     for name in args.sizes:
