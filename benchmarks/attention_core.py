@@ -80,12 +80,12 @@ def einsum_gradients(kernel):
     attention_ops = sys.modules["keras_attention.ops.attention"]
 
     def traced(q, k, v):
-        saved = attention_ops.in_xla_context
-        attention_ops.in_xla_context = lambda: False
+        saved = attention_ops.canonical_einsum
+        attention_ops.canonical_einsum = keras.ops.einsum
         try:
             return kernel(q, k, v)
         finally:
-            attention_ops.in_xla_context = saved
+            attention_ops.canonical_einsum = saved
 
     return traced
 

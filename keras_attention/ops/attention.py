@@ -13,8 +13,7 @@ import math
 import keras
 from keras import ops
 
-from keras_attention.ops.dot_layout import in_xla_context
-from keras_attention.ops.dot_layout import materialized_transpose
+from keras_attention.ops.dot_layout import canonical_einsum
 from keras_attention.ops.masks import causal_mask
 from keras_attention.ops.masks import check_broadcastable
 from keras_attention.ops.masks import mask_fill_value
@@ -100,24 +99,17 @@ def attention_logits(query, key, scale):
     tuple(logits.shape)  # (2, 4, 5, 7)
     ```
     """
-    query = query * ops.cast(scale, query.dtype)
-    if in_xla_context():
-        return _tf_logits(query, key)
-    return _logits(query, key)
-
-
-def _logits(query, key):
-    """Unscaled `Q K^T`: `(B, T, H, D) x (B, S, K, D) -> (B, H, T, S)`."""
     num_heads = query.shape[2]
     kv_heads = key.shape[2]
+    query = query * ops.cast(scale, query.dtype)
     if num_heads == kv_heads:
-        return ops.einsum("bthd,bshd->bhts", query, key)  # (B, H, T, S)
+        return canonical_einsum("bthd,bshd->bhts", query, key)  # (B, H, T, S)
     groups = num_heads // kv_heads
     q_shape = ops.shape(query)
     grouped = ops.reshape(
         query, (q_shape[0], q_shape[1], kv_heads, groups, q_shape[3])
     )  # (B, T, K, G, D)
-    logits = ops.einsum("btkgd,bskd->bkgts", grouped, key)  # (B, K, G, T, S)
+    logits = canonical_einsum("btkgd,bskd->bkgts", grouped, key)  # (B, K, G, T, S)
     l_shape = ops.shape(logits)
     return ops.reshape(
         logits, (l_shape[0], num_heads, l_shape[3], l_shape[4])
@@ -148,97 +140,20 @@ def attention_combine(weights, value):
     tuple(out.shape)  # (2, 5, 4, 8)
     ```
     """
-    if in_xla_context():
-        return _tf_combine(weights, value)
-    return _combine(weights, value)
-
-
-def _combine(weights, value):
-    """`(B, H, T, S) x (B, S, K, Dv) -> (B, T, H, Dv)`."""
     num_heads = weights.shape[1]
     kv_heads = value.shape[2]
     if num_heads == kv_heads:
-        return ops.einsum("bhts,bshd->bthd", weights, value)  # (B, T, H, Dv)
+        return canonical_einsum("bhts,bshd->bthd", weights, value)  # (B, T, H, Dv)
     groups = num_heads // kv_heads
     w_shape = ops.shape(weights)
     grouped = ops.reshape(
         weights, (w_shape[0], kv_heads, groups, w_shape[2], w_shape[3])
     )  # (B, K, G, T, S)
-    out = ops.einsum("bkgts,bskd->btkgd", grouped, value)  # (B, T, K, G, Dv)
+    out = canonical_einsum("bkgts,bskd->btkgd", grouped, value)  # (B, T, K, G, Dv)
     o_shape = ops.shape(out)
     return ops.reshape(
         out, (o_shape[0], o_shape[1], num_heads, o_shape[4])
     )  # (B, T, H, Dv)
-
-
-def _key_side_product(per_query, weights, kv_heads):
-    """`sum over t and grouped heads of weights[b, h, t, s] * per_query[b, t,
-    h, d]`: `(B, T, H, D), (B, H, T, S) -> (B, S, K, D)`, query head `h`
-    belonging to key/value head `h // (H // K)`.
-
-    The key and value gradients of `attention_logits` and
-    `attention_combine`: a sum over the leading (query) axis, computed as
-    the canonical product `per_query^T weights` on a copied `per_query^T`
-    and copied back to `(B, S, K, D)` (see `dot_layout`).
-    """
-    shape = ops.shape(per_query)
-    batch, length, depth = shape[0], shape[1], shape[3]
-    groups = per_query.shape[2] // kv_heads
-    grouped = ops.reshape(
-        per_query, (batch, length, kv_heads, groups, depth)
-    )  # (B, T, K, G, D)
-    transposed = ops.reshape(
-        materialized_transpose(grouped, (0, 2, 4, 3, 1)),
-        (batch, kv_heads, depth, groups * length),
-    )  # (B, K, D, G * T)
-    w_shape = ops.shape(weights)
-    weights = ops.reshape(
-        weights, (w_shape[0], kv_heads, groups * w_shape[2], w_shape[3])
-    )  # (B, K, G * T, S)
-    out = ops.matmul(transposed, weights)  # (B, K, D, S)
-    return materialized_transpose(out, (0, 3, 1, 2))  # (B, S, K, D)
-
-
-# Under XLA compilation on TensorFlow the two head products carry their own
-# gradients: the same products, arranged so that the key/value gradients
-# (sums over the query axis) run as canonical dots; see `dot_layout`.
-# Forward values and gradients equal the einsums'.
-
-
-def _tf_logits(query, key):
-    import tensorflow as tf
-
-    kv_heads = key.shape[2]
-
-    @tf.custom_gradient
-    def logits(q, k):
-        def grad(d_logits):  # (B, H, T, S)
-            return (
-                _tf_combine(d_logits, k),  # dQ: (B, T, H, D)
-                _key_side_product(q, d_logits, kv_heads),  # dK: (B, S, K, D)
-            )
-
-        return _logits(q, k), grad
-
-    return logits(query, key)
-
-
-def _tf_combine(weights, value):
-    import tensorflow as tf
-
-    kv_heads = value.shape[2]
-
-    @tf.custom_gradient
-    def combine(w, v):
-        def grad(d_out):  # (B, T, H, Dv)
-            return (
-                _tf_logits(d_out, v),  # dW: (B, H, T, S)
-                _key_side_product(d_out, w, kv_heads),  # dV: (B, S, K, Dv)
-            )
-
-        return _combine(w, v), grad
-
-    return combine(weights, value)
 
 
 def _softmax(logits):

@@ -44,7 +44,7 @@ from keras import ops
 
 from keras_attention.ops.attention import _check_broadcast_to_scores
 from keras_attention.ops.attention import _check_inputs
-from keras_attention.ops.dot_layout import leading_axis_matmul
+from keras_attention.ops.dot_layout import canonical_einsum
 
 # Finite fill value for masked logits (float32 arithmetic only): finite so
 # that `m - m'` never computes `inf - inf`.
@@ -490,8 +490,10 @@ def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
             if valid is not None:
                 p = ops.where(valid, p, 0.0)
             dv_j = dv_j + ops.cast(
-                leading_axis_matmul(
-                    _merge_groups(ops.cast(p, v.dtype)), _merge_groups(do_i)
+                canonical_einsum(
+                    "bkts,bktd->bksd",
+                    _merge_groups(ops.cast(p, v.dtype)),
+                    _merge_groups(do_i),
                 ),
                 "float32",
             )  # (B, K, bk, Dv)
@@ -511,7 +513,8 @@ def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
                     dq_buf, start, ops.slice(dq_buf, start, ops.shape(dq_i)) + dq_i
                 )
             dk_j = dk_j + ops.cast(
-                leading_axis_matmul(ds_c, _merge_groups(q_i)), "float32"
+                canonical_einsum("bkts,bktd->bksd", ds_c, _merge_groups(q_i)),
+                "float32",
             )  # (B, K, bk, D); q is pre-scaled
             if with_bias:
                 db_buf = _add_bias_block(db_buf, ds, t_start, s_start, config)

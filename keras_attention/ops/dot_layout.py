@@ -8,18 +8,26 @@ canonical `(M, K) x (K, N)` rate: for `(128, 256, 256)^T x (128, 256, 64)`
 float32 on the 2-core CI machine, 13.6 ms (79 GFLOP/s) against 3.4 ms for
 the plain product of the same size (measured with `jit_compile=True`).
 
-`leading_axis_matmul` computes `a^T b` as the canonical product
-`(b^T a)^T` on a *copied* `b^T`, and copies the result back: the copies are
-of the small `(T, D)` / `(S, D)` operands, and the product runs at the
-canonical rate. `materialized_transpose` is the copy: a transpose behind an
-XLA optimization barrier, which XLA can neither fold into the dot nor undo
-by layout assignment. The results equal the einsum's; only the speed
-differs.
+`canonical_einsum` computes a two-operand einsum as one canonical batched
+product on copied operands, e.g. `dV = P^T dO` as `(dO^T P)^T` with `dO^T`
+copied and the result copied back: the copies are of the small `(T, D)` /
+`(S, D)` operands (of the two orientations the one copying less is taken),
+and the product runs at the canonical rate. Its gradients are einsums of
+the same kind, computed the same way. `materialized_transpose` is the copy:
+a transpose between XLA optimization barriers, which XLA can neither fold
+into a dot nor undo by layout assignment. The results equal the einsum's;
+only the speed differs.
 
 Only code being compiled by XLA takes this route (`in_xla_context`):
 TensorFlow's own batched matmul (`jit_compile=False`) reads transposed
 operands at full speed, and the extra copies would cost it time. On other
 backends the functions are the plain `keras.ops` forms.
+
+Users: `attention_logits` / `attention_combine` (the "full" attention path)
+and the backward pass of `blockwise_attention`, where it was measured to
+help (`benchmarks/attention_core.py`). Performer's sums over the sequence
+(`phi(K)^T V`) were tried as well and measured no faster with a real
+upstream gradient, so they stay plain einsums.
 
 This module imports nothing from `keras_attention`.
 """
@@ -62,6 +70,8 @@ def materialized_transpose(x, perm):
     ```
     """
     perm = [int(p) for p in perm]
+    if perm == sorted(perm):
+        return x  # nothing to move
     barrier = _xla_barrier() if in_xla_context() else None
     if barrier is None:
         return ops.transpose(x, perm)
@@ -118,36 +128,150 @@ def in_xla_context():
     )
 
 
-def leading_axis_matmul(a, b):
-    """Batched `a^T b` over the leading axis: `(..., T, S), (..., T, D) ->
-    (..., S, D)`, i.e. `einsum("...ts,...td->...sd", a, b)`.
+def canonical_einsum(equation, a, b):
+    """`ops.einsum(equation, a, b)` run as canonical batched dots under XLA.
 
-    Under XLA compilation (`in_xla_context`) computed as the canonical
-    product `b^T a` on a copied `b^T`, transposed back by a copy (see the
-    module docstring: XLA:CPU runs the folded form about 4x slower);
-    otherwise an einsum. Differentiable.
+    For a two-operand einsum whose every index appears in at least two of
+    the operands and the output (batch indices in all three, contracted
+    ones in both operands, free ones in one operand and the output), e.g.
+    `"bskm,bske->bkme"`. Under XLA compilation (`in_xla_context`) the
+    operands are copied into `(batch, free, contracted)` and `(batch,
+    contracted, free)` order, multiplied as one `(..., M, K) x (..., K, P)`
+    product and copied into the output order; the gradients are the two
+    einsums of the same kind, computed the same way, so no product of the
+    forward or backward pass contracts a leading axis (see the module
+    docstring). An einsum that contracts the last axes of an operand (such
+    as `Q K^T` or `P V`) keeps XLA's own lowering, which is fast, and only
+    its gradients take this route. Otherwise, and for other equations, it
+    is `ops.einsum`.
 
     Args:
-        a: `(..., T, S)` tensor.
-        b: `(..., T, D)` tensor with the same batch axes and dtype.
+        equation: `"lhs,rhs->out"` with one letter per axis (no ellipsis,
+            no letter twice in one operand).
+        a: tensor for `lhs`.
+        b: tensor for `rhs`, same dtype.
 
     Returns:
-        `(..., S, D)` tensor.
+        The einsum's value.
 
     Example:
 
     ```python
     import numpy as np
-    from keras_attention.ops.dot_layout import leading_axis_matmul
-    a = np.random.rand(2, 5, 3).astype("float32")
-    b = np.random.rand(2, 5, 4).astype("float32")
-    out = leading_axis_matmul(a, b)
-    np.allclose(out, np.einsum("bts,btd->bsd", a, b), atol=1e-5)  # True
+    from keras_attention.ops.dot_layout import canonical_einsum
+    k = np.random.rand(2, 7, 3, 4).astype("float32")  # (B, S, K, M)
+    v = np.random.rand(2, 7, 3, 5).astype("float32")  # (B, S, K, E)
+    kv = canonical_einsum("bskm,bske->bkme", k, v)  # sum over S
+    np.allclose(kv, np.einsum("bskm,bske->bkme", k, v), atol=1e-5)  # True
     ```
     """
-    if not in_xla_context():
-        return ops.einsum("...ts,...td->...sd", a, b)
-    rank = len(b.shape)
-    swap = list(range(rank - 2)) + [rank - 1, rank - 2]
-    b_t = materialized_transpose(b, swap)  # (..., D, T)
-    return materialized_transpose(ops.matmul(b_t, a), swap)  # (..., S, D)
+    labels = _einsum_labels(equation)
+    if labels is None or not in_xla_context():
+        return ops.einsum(equation, a, b)
+    import tensorflow as tf
+
+    lhs, rhs, out = labels
+
+    @tf.custom_gradient
+    def product(x, y):
+        def grad(d_out):
+            return (
+                canonical_einsum(f"{out},{rhs}->{lhs}", d_out, y),
+                canonical_einsum(f"{lhs},{out}->{rhs}", x, d_out),
+            )
+
+        if _trailing_contraction(lhs, rhs, out):
+            return ops.einsum(equation, x, y), grad  # XLA's own form is fast
+        return _batched_dot(lhs, rhs, out, x, y), grad
+
+    return product(a, b)
+
+
+def _trailing_contraction(lhs, rhs, out):
+    """Whether the contracted axes are the last axes of an operand: then
+    XLA's own lowering reads that operand along its rows and needs no
+    leading-axis contraction (e.g. `Q K^T`, `P V`); so does a product with
+    nothing contracted."""
+    contracted = {c for c in lhs if c in rhs and c not in out}
+    n = len(contracted)
+    if n == 0:
+        return True  # an outer product: no contraction at all
+    return set(lhs[-n:]) == contracted or set(rhs[-n:]) == contracted
+
+
+def _einsum_labels(equation):
+    """`(lhs, rhs, out)` of a two-operand einsum that `canonical_einsum`
+    handles, else None."""
+    if "..." in equation or "->" not in equation:
+        return None
+    inputs, out = equation.replace(" ", "").split("->")
+    parts = inputs.split(",")
+    if len(parts) != 2:
+        return None
+    lhs, rhs = parts
+    for part in (lhs, rhs, out):
+        if len(set(part)) != len(part) or not part.isalpha():
+            return None
+    every = set(lhs) | set(rhs) | set(out)
+    if any(sum(label in p for p in (lhs, rhs, out)) < 2 for label in every):
+        return None
+    return lhs, rhs, out
+
+
+def _batched_dot(lhs, rhs, out, a, b):
+    """The einsum as one `(..., M, K) x (..., K, P)` product on copied
+    operands (the batch axes first, in the output's order).
+
+    Of the two orientations, `out = A B` and `out^T = B^T A^T`, the one
+    that copies fewer elements is taken (an operand already in the order it
+    needs is not copied), e.g. `dV = P^T dO` copies `dO` and not `P`.
+    """
+    batch = [c for c in out if c in lhs and c in rhs]
+    contracted = [c for c in lhs if c in rhs and c not in out]
+    free_a = [c for c in lhs if c not in rhs]
+    free_b = [c for c in rhs if c not in lhs]
+    sizes, static = {}, {}
+    for labels, x in ((lhs, a), (rhs, b)):
+        shape = ops.shape(x)
+        for i, c in enumerate(labels):
+            if c not in sizes or not isinstance(sizes[c], int):
+                sizes[c] = shape[i]
+            static[c] = x.shape[i] or static.get(c) or 1
+
+    def size(group):
+        total = 1
+        for c in group:
+            total = total * sizes[c]
+        return total
+
+    def copies(labels, order):
+        if list(labels) == order:
+            return 0
+        count = 1
+        for c in labels:
+            count *= static[c]
+        return count
+
+    def cost(first, second, first_free, second_free):
+        order = batch + first_free + second_free
+        return (copies(first[0], batch + first_free + contracted)
+                + copies(second[0], batch + contracted + second_free)
+                + copies(order, list(out)))
+
+    plain = ((lhs, a), (rhs, b), free_a, free_b)
+    swapped = ((rhs, b), (lhs, a), free_b, free_a)
+    (first_labels, first), (second_labels, second), first_free, second_free = (
+        swapped if cost(*swapped) < cost(*plain) else plain
+    )
+    first = materialized_transpose(
+        first, [first_labels.index(c) for c in batch + first_free + contracted]
+    )
+    second = materialized_transpose(
+        second, [second_labels.index(c) for c in batch + contracted + second_free]
+    )
+    batch_sizes = [sizes[c] for c in batch]
+    first = ops.reshape(first, batch_sizes + [size(first_free), size(contracted)])
+    second = ops.reshape(second, batch_sizes + [size(contracted), size(second_free)])
+    order = batch + first_free + second_free
+    result = ops.reshape(ops.matmul(first, second), [sizes[c] for c in order])
+    return materialized_transpose(result, [order.index(c) for c in out])

@@ -21,8 +21,8 @@ import keras  # noqa: E402
 from keras_attention.ops import attention_combine  # noqa: E402
 from keras_attention.ops import attention_logits  # noqa: E402
 from keras_attention.ops import blockwise_attention  # noqa: E402
+from keras_attention.ops.dot_layout import canonical_einsum  # noqa: E402
 from keras_attention.ops.dot_layout import in_xla_context  # noqa: E402
-from keras_attention.ops.dot_layout import leading_axis_matmul  # noqa: E402
 from keras_attention.ops.dot_layout import materialized_transpose  # noqa: E402
 
 
@@ -57,25 +57,84 @@ def test_materialized_transpose_gradient_is_the_inverse_transpose():
     np.testing.assert_array_equal(grad, np.transpose(upstream, (1, 2, 0)))
 
 
+EQUATIONS = [
+    ("bskm,bske->bkme", (2, 7, 3, 4), (2, 7, 3, 5)),  # Performer's K^T V
+    ("btkgm,bkme->btkge", (2, 5, 3, 2, 4), (2, 3, 4, 6)),  # its numerator
+    ("bnckm,bncke->bnkme", (2, 3, 4, 2, 5), (2, 3, 4, 2, 6)),  # per chunk
+    ("bkts,bktd->bksd", (2, 3, 5, 6), (2, 3, 5, 4)),  # P^T dO
+    ("bthd,bshd->bhts", (2, 5, 3, 4), (2, 6, 3, 4)),  # Q K^T
+    ("ij,jk->ik", (3, 4), (4, 5)),  # no batch axis
+]
+
+
+@pytest.mark.parametrize("equation,a_shape,b_shape", EQUATIONS)
 @pytest.mark.parametrize("jit", [False, True])
-def test_leading_axis_matmul_value_and_gradients(jit):
+def test_canonical_einsum_value_and_gradients(equation, a_shape, b_shape, jit):
     rng = np.random.default_rng(1)
-    a = tf.constant(rng.standard_normal((2, 3, 7, 5)), "float32")  # (.., T, S)
-    b = tf.constant(rng.standard_normal((2, 3, 7, 4)), "float32")  # (.., T, D)
-    upstream = rng.standard_normal((2, 3, 5, 4)).astype("float32")
+    a = tf.constant(rng.standard_normal(a_shape), "float32")
+    b = tf.constant(rng.standard_normal(b_shape), "float32")
+    a64, b64 = np.float64(a), np.float64(b)
+    want = np.einsum(equation, a64, b64)
+    upstream = rng.standard_normal(want.shape).astype("float32")
 
     def fn(a, b):
         with tf.GradientTape() as tape:
             tape.watch([a, b])
-            out = leading_axis_matmul(a, b)
+            out = canonical_einsum(equation, a, b)
             loss = tf.reduce_sum(out * upstream)
         return (out,) + tuple(tape.gradient(loss, [a, b]))
 
     out, d_a, d_b = (_xla(fn) if jit else fn)(a, b)
-    a64, b64 = np.float64(a), np.float64(b)
-    np.testing.assert_allclose(out, np.einsum("...ts,...td->...sd", a64, b64), atol=1e-5)
-    np.testing.assert_allclose(d_a, np.einsum("...td,...sd->...ts", b64, upstream), atol=1e-5)
-    np.testing.assert_allclose(d_b, np.einsum("...ts,...sd->...td", a64, upstream), atol=1e-5)
+    lhs, rhs_out = equation.split(",")
+    rhs, result = rhs_out.split("->")
+    np.testing.assert_allclose(out, want, atol=1e-5)
+    # The gradients by the einsum identities, in float64.
+    np.testing.assert_allclose(
+        d_a, np.einsum(f"{result},{rhs}->{lhs}", upstream, b64), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        d_b, np.einsum(f"{lhs},{result}->{rhs}", a64, upstream), atol=1e-5
+    )
+
+
+def test_canonical_einsum_second_order_equals_einsum():
+    rng = np.random.default_rng(5)
+    equation = "bskm,bske->bkme"
+    a = tf.constant(rng.standard_normal((2, 7, 3, 4)), "float32")
+    b = tf.constant(rng.standard_normal((2, 7, 3, 5)), "float32")
+
+    def fn(a, b, einsum):
+        with tf.GradientTape() as outer:
+            outer.watch([a, b])
+            with tf.GradientTape() as inner:
+                inner.watch([a, b])
+                loss = tf.reduce_sum(tf.sin(einsum(equation, a, b)))
+            grads = inner.gradient(loss, [a, b])
+            norm = tf.add_n([tf.reduce_sum(g * g) for g in grads])
+        return grads + outer.gradient(norm, [a, b])
+
+    got = _xla(lambda a, b: fn(a, b, canonical_einsum))(a, b)
+    for got_one, want in zip(got, fn(a, b, tf.einsum)):
+        np.testing.assert_allclose(got_one, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "equation", ["b...m,bm->b...", "bsm,bs->bm", "bi,bi->b", "bi,bj->bij"]
+)
+def test_canonical_einsum_falls_back_for_other_equations(equation):
+    # Ellipsis and a summed index in one operand only: plain `ops.einsum`;
+    # a contraction to the batch axis only and an outer product (no
+    # contracted index): XLA's own lowering.
+    rng = np.random.default_rng(6)
+    shapes = {
+        "b...m,bm->b...": [(2, 3, 4), (2, 4)],
+        "bsm,bs->bm": [(2, 3, 4), (2, 3)],
+        "bi,bi->b": [(2, 3), (2, 3)],
+        "bi,bj->bij": [(2, 3), (2, 4)],
+    }[equation]
+    operands = [rng.standard_normal(s).astype("float32") for s in shapes]
+    got = _xla(lambda a, b: canonical_einsum(equation, a, b))(*operands)
+    np.testing.assert_allclose(got, np.einsum(equation, *operands), atol=1e-5)
 
 
 def test_in_xla_context():
