@@ -32,8 +32,10 @@ D head size, Dv value head size. Blocks are processed in the layout
 `(B, K, G, T, D)`, so grouped-query attention never repeats keys or values.
 
 This module imports nothing else from `keras_attention` except `ops`. It is
-written in `keras.ops` except for one TensorFlow detail: loops run with
-`parallel_iterations=1` there (see `_loop`).
+written in `keras.ops` except for two TensorFlow details: loops run with
+`parallel_iterations=1` there (see `_loop`), and under XLA the backward
+pass's sums over query rows (`dV`, `dK`) run as canonical dots
+(`dot_layout.canonical_einsum`).
 """
 
 import math

@@ -222,9 +222,11 @@ def _batched_dot(lhs, rhs, out, a, b):
     """The einsum as one `(..., M, K) x (..., K, P)` product on copied
     operands (the batch axes first, in the output's order).
 
-    Of the two orientations, `out = A B` and `out^T = B^T A^T`, the one
-    that copies fewer elements is taken (an operand already in the order it
-    needs is not copied), e.g. `dV = P^T dO` copies `dO` and not `P`.
+    Of the two orientations, `out = A B` and `out^T = B^T A^T`, and the two
+    orders of the contracted axes (either operand's), the choice that
+    copies fewer elements is taken (an operand already in the order it
+    needs is not copied): e.g. `dV = P^T dO` copies `dO` and not `P`, and
+    grouped heads' `dK` keeps the `(G, T)` order of the score gradient.
     """
     batch = [c for c in out if c in lhs and c in rhs]
     contracted = [c for c in lhs if c in rhs and c not in out]
@@ -252,26 +254,36 @@ def _batched_dot(lhs, rhs, out, a, b):
             count *= static[c]
         return count
 
-    def cost(first, second, first_free, second_free):
+    def cost(choice):
+        (first_labels, _), (second_labels, _), first_free, second_free, summed = choice
         order = batch + first_free + second_free
-        return (copies(first[0], batch + first_free + contracted)
-                + copies(second[0], batch + contracted + second_free)
+        return (copies(first_labels, batch + first_free + summed)
+                + copies(second_labels, batch + summed + second_free)
                 + copies(order, list(out)))
 
-    plain = ((lhs, a), (rhs, b), free_a, free_b)
-    swapped = ((rhs, b), (lhs, a), free_b, free_a)
-    (first_labels, first), (second_labels, second), first_free, second_free = (
-        swapped if cost(*swapped) < cost(*plain) else plain
+    # Orientation (A B or B^T A^T) and the order of the contracted axes
+    # (as in either operand): the choice that copies least.
+    in_rhs_order = [c for c in rhs if c in contracted]
+    choices = [
+        (first, second, first_free, second_free, summed)
+        for first, second, first_free, second_free in (
+            ((lhs, a), (rhs, b), free_a, free_b),
+            ((rhs, b), (lhs, a), free_b, free_a),
+        )
+        for summed in (contracted, in_rhs_order)
+    ]
+    (first_labels, first), (second_labels, second), first_free, second_free, summed = (
+        min(choices, key=cost)
     )
     first = materialized_transpose(
-        first, [first_labels.index(c) for c in batch + first_free + contracted]
+        first, [first_labels.index(c) for c in batch + first_free + summed]
     )
     second = materialized_transpose(
-        second, [second_labels.index(c) for c in batch + contracted + second_free]
+        second, [second_labels.index(c) for c in batch + summed + second_free]
     )
     batch_sizes = [sizes[c] for c in batch]
-    first = ops.reshape(first, batch_sizes + [size(first_free), size(contracted)])
-    second = ops.reshape(second, batch_sizes + [size(contracted), size(second_free)])
+    first = ops.reshape(first, batch_sizes + [size(first_free), size(summed)])
+    second = ops.reshape(second, batch_sizes + [size(summed), size(second_free)])
     order = batch + first_free + second_free
     result = ops.reshape(ops.matmul(first, second), [sizes[c] for c in order])
     return materialized_transpose(result, [order.index(c) for c in out])
