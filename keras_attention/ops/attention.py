@@ -103,13 +103,16 @@ def attention_logits(query, key, scale):
     kv_heads = key.shape[2]
     query = query * ops.cast(scale, query.dtype)
     if num_heads == kv_heads:
+        # Under XLA its gradients run as canonical dots (`dot_layout`);
+        # measured faster for equal heads, and slower for multi-query
+        # attention, whose plain form XLA already lowers well.
         return canonical_einsum("bthd,bshd->bhts", query, key)  # (B, H, T, S)
     groups = num_heads // kv_heads
     q_shape = ops.shape(query)
     grouped = ops.reshape(
         query, (q_shape[0], q_shape[1], kv_heads, groups, q_shape[3])
     )  # (B, T, K, G, D)
-    logits = canonical_einsum("btkgd,bskd->bkgts", grouped, key)  # (B, K, G, T, S)
+    logits = ops.einsum("btkgd,bskd->bkgts", grouped, key)  # (B, K, G, T, S)
     l_shape = ops.shape(logits)
     return ops.reshape(
         logits, (l_shape[0], num_heads, l_shape[3], l_shape[4])
@@ -142,14 +145,14 @@ def attention_combine(weights, value):
     """
     num_heads = weights.shape[1]
     kv_heads = value.shape[2]
-    if num_heads == kv_heads:
+    if num_heads == kv_heads:  # see `attention_logits` on `canonical_einsum`
         return canonical_einsum("bhts,bshd->bthd", weights, value)  # (B, T, H, Dv)
     groups = num_heads // kv_heads
     w_shape = ops.shape(weights)
     grouped = ops.reshape(
         weights, (w_shape[0], kv_heads, groups, w_shape[2], w_shape[3])
     )  # (B, K, G, T, S)
-    out = canonical_einsum("bkgts,bskd->btkgd", grouped, value)  # (B, T, K, G, Dv)
+    out = ops.einsum("bkgts,bskd->btkgd", grouped, value)  # (B, T, K, G, Dv)
     o_shape = ops.shape(out)
     return ops.reshape(
         out, (o_shape[0], o_shape[1], num_heads, o_shape[4])
