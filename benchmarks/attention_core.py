@@ -7,9 +7,9 @@ with respect to Q, K and V, on the TensorFlow backend:
 - ours: `keras_attention.ops.scaled_dot_product_attention` (the "full" path
   of our `MultiHeadAttention` and blocks); with `--blockwise` also
   `keras_attention.ops.blockwise_attention`, and with `--einsum-gradients`
-  also our kernel traced with the plain einsum products (and their
-  autodiff gradients) under XLA as well, which is what it ran before
-  `dot_layout`;
+  also our kernel(s) traced with the plain einsum products under XLA as
+  well (autodiff gradients for the full path, plain einsums in
+  blockwise's backward), which is what they ran before `dot_layout`;
 - peer: `keras.ops.dot_product_attention`, Keras' own kernel (on
   TensorFlow an einsum / softmax / einsum, the same products as
   `keras.layers.MultiHeadAttention`).
@@ -35,6 +35,7 @@ Run (the lines in benchmarks/results/attention_core.jsonl were produced this way
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -58,6 +59,7 @@ SHAPES = {
 RESULTS = "attention_core.jsonl"
 PEER = "keras.ops.dot_product_attention"
 EINSUM = "scaled_dot_product_attention, einsum gradients"
+BLOCKWISE_EINSUM = "blockwise_attention, einsum gradients"
 
 
 def parse_args():
@@ -69,25 +71,25 @@ def parse_args():
     parser.add_argument("--blockwise", action="store_true",
                         help="also time keras_attention.ops.blockwise_attention")
     parser.add_argument("--einsum-gradients", action="store_true",
-                        help="also time our kernel with the plain einsum "
-                             "gradients under XLA (before dot_layout)")
+                        help="also time our kernel(s) with the plain einsum "
+                             "products under XLA (before dot_layout)")
     return parser.parse_args()
 
 
-def einsum_gradients(kernel):
-    """`kernel` traced with the plain einsum products under XLA too (what
-    our path did before `dot_layout`): the comparison for the change."""
-    attention_ops = sys.modules["keras_attention.ops.attention"]
-
-    def traced(q, k, v):
-        saved = attention_ops.canonical_einsum
-        attention_ops.canonical_einsum = keras.ops.einsum
-        try:
-            return kernel(q, k, v)
-        finally:
-            attention_ops.canonical_einsum = saved
-
-    return traced
+@contextlib.contextmanager
+def plain_einsums():
+    """Trace with the plain einsum products under XLA too, what our kernels
+    ran before `dot_layout` (the comparison for the change)."""
+    modules = [sys.modules["keras_attention.ops.attention"],
+               sys.modules["keras_attention.ops.blockwise_attention"]]
+    saved = [module.canonical_einsum for module in modules]
+    for module in modules:
+        module.canonical_einsum = keras.ops.einsum
+    try:
+        yield
+    finally:
+        for module, function in zip(modules, saved):
+            module.canonical_einsum = function
 
 
 def fwd_bwd(kernel, jit):
@@ -107,10 +109,15 @@ def main():
         "scaled_dot_product_attention": scaled_dot_product_attention,
         PEER: keras.ops.dot_product_attention,
     }
+    plain = set()
     if args.einsum_gradients:
-        kernels[EINSUM] = einsum_gradients(scaled_dot_product_attention)
+        kernels[EINSUM] = scaled_dot_product_attention
+        plain.add(EINSUM)
     if args.blockwise:
         kernels["blockwise_attention"] = blockwise_attention
+        if args.einsum_gradients:
+            kernels[BLOCKWISE_EINSUM] = blockwise_attention
+            plain.add(BLOCKWISE_EINSUM)
     for name in args.sizes:
         shape = SHAPES[name]
         rng = np.random.default_rng(0)
@@ -118,7 +125,10 @@ def main():
         q, k, v, r = (tf.constant(rng.standard_normal(dims), "float32") for _ in range(4))
         for jit in args.jit:
             steps = {kname: fwd_bwd(fn, jit == "on") for kname, fn in kernels.items()}
-            grads = {kname: step(q, k, v, r) for kname, step in steps.items()}
+            grads = {}
+            for kname, step in steps.items():  # the first call traces
+                with plain_einsums() if kname in plain else contextlib.nullcontext():
+                    grads[kname] = step(q, k, v, r)
             times = common.interleaved(
                 {kname: (lambda s=step: [g.numpy() for g in s(q, k, v, r)])
                  for kname, step in steps.items()},

@@ -35,7 +35,7 @@ This module imports nothing else from `keras_attention` except `ops`. It is
 written in `keras.ops` except for two TensorFlow details: loops run with
 `parallel_iterations=1` there (see `_loop`), and under XLA the backward
 pass's sums over query rows (`dV`, `dK`) run as canonical dots
-(`dot_layout.canonical_einsum`).
+(`dot_layout.canonical_einsum`) for blocks of at least 256 rows.
 """
 
 import math
@@ -472,6 +472,12 @@ def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
         ops.cast(d_out, "float32") * out, axis=-1
     )  # (B, K, G, Tp) = rowsum(dO * O)
     with_bias = bias_blocks is not None
+    # dV and dK sum over the block's G * bq query rows. Under XLA, summed
+    # as canonical dots (`dot_layout`) from 256 rows on, where that was
+    # measured faster (`benchmarks/attention_core.py --blockwise
+    # --einsum-gradients`: 1.11x at 256 rows, slower at 128).
+    rows = g * bq if _is_int(g) and _is_int(bq) else None
+    sum_rows = canonical_einsum if rows is not None and rows >= 256 else ops.einsum
 
     def key_block(j, buffers):
         dq_buf, dk_buf, dv_buf, db_buf = buffers
@@ -492,7 +498,7 @@ def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
             if valid is not None:
                 p = ops.where(valid, p, 0.0)
             dv_j = dv_j + ops.cast(
-                canonical_einsum(
+                sum_rows(
                     "bkts,bktd->bksd",
                     _merge_groups(ops.cast(p, v.dtype)),
                     _merge_groups(do_i),
@@ -515,7 +521,7 @@ def _backward(q, k, v, bias_blocks, out, lse, d_out, config):
                     dq_buf, start, ops.slice(dq_buf, start, ops.shape(dq_i)) + dq_i
                 )
             dk_j = dk_j + ops.cast(
-                canonical_einsum("bkts,bktd->bksd", ds_c, _merge_groups(q_i)),
+                sum_rows("bkts,bktd->bksd", ds_c, _merge_groups(q_i)),
                 "float32",
             )  # (B, K, bk, D); q is pre-scaled
             if with_bias:

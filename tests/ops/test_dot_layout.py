@@ -241,10 +241,12 @@ def _leading_axis_dots(optimized_hlo):
     return bad
 
 
-@pytest.mark.parametrize("kernel", ["full", "blockwise"])
-def test_compiled_backward_has_only_canonical_batched_dots(kernel):
+def _compiled_backward_hlo(kernel, length=64, block=None):
     rng = np.random.default_rng(4)
-    q, k, v = (tf.constant(rng.standard_normal((2, 64, 2, 16)), "float32") for _ in range(3))
+    q, k, v = (
+        tf.constant(rng.standard_normal((2, length, 2, 16)), "float32")
+        for _ in range(3)
+    )
 
     def fn(q, k, v):
         with tf.GradientTape() as tape:
@@ -254,14 +256,27 @@ def test_compiled_backward_has_only_canonical_batched_dots(kernel):
                 out = attention_combine(weights, v)
             else:
                 out = blockwise_attention(
-                    q, k, v, query_block_size=32, key_block_size=32
+                    q, k, v, query_block_size=block, key_block_size=block
                 )
             loss = tf.reduce_sum(out * out)
         return tape.gradient(loss, [q, k, v])
 
-    hlo = _xla(fn).experimental_get_compiler_ir(q, k, v)(stage="optimized_hlo")
+    return _xla(fn).experimental_get_compiler_ir(q, k, v)(stage="optimized_hlo")
+
+
+@pytest.mark.parametrize("kernel", ["full", "blockwise"])
+def test_compiled_backward_has_only_canonical_batched_dots(kernel):
+    # Blockwise: two query blocks of 256 rows (the route's threshold).
+    hlo = _compiled_backward_hlo(kernel, length=512, block=256)
     assert _dots(hlo)  # the pattern sees the dots
     assert _leading_axis_dots(hlo) == []
+
+
+def test_small_blockwise_blocks_keep_the_plain_products():
+    # Under 256 rows per block the plain einsums were faster and stay: the
+    # HLO then holds the leading-axis form (which the check above detects).
+    hlo = _compiled_backward_hlo("blockwise", length=64, block=32)
+    assert len(_leading_axis_dots(hlo)) >= 2  # dV and dK
 
 
 @pytest.mark.parametrize("kv_heads", [None, 1])
