@@ -25,8 +25,9 @@ backends the functions are the plain `keras.ops` forms.
 
 Users: `attention_logits` / `attention_combine` (the "full" attention path)
 with as many key/value heads as query heads, and the backward pass of
-`blockwise_attention`, where it was measured to help
-(`benchmarks/attention_core.py`). With grouped heads XLA's own lowering
+`blockwise_attention` for blocks of at least 256 rows, where it was
+measured to help (`benchmarks/attention_core.py --blockwise
+--einsum-gradients`). With grouped heads XLA's own lowering
 was as fast (2 key/value heads of 8) or faster (multi-query: 50-55 ms
 against 57-60 ms for the attention of size (b)), so they keep it. Performer's sums over the sequence
 (`phi(K)^T V`) were tried as well and measured no faster with a real
