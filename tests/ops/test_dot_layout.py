@@ -121,7 +121,7 @@ def test_canonical_einsum_second_order_equals_einsum():
 @pytest.mark.parametrize(
     "equation", ["b...m,bm->b...", "bsm,bs->bm", "bi,bi->b", "bi,bj->bij"]
 )
-def test_canonical_einsum_falls_back_for_other_equations(equation):
+def test_canonical_einsum_other_equations_equal_einsum(equation):
     # Ellipsis and a summed index in one operand only: plain `ops.einsum`;
     # a contraction to the batch axis only and an outer product (no
     # contracted index): XLA's own lowering.

@@ -393,7 +393,7 @@ class LocalAttention(MultiHeadAttention):
             ops.cast(cache_index, "int32") - self.window_size, 0, s_max - width
         )
         positions = start + ops.arange(width, dtype="int32")  # (W,)
-        slots = ops.ones((width,), dtype="bool")
+        slots = None
         if self.num_global_tokens:
             positions, slots, _ = self._with_global_keys(positions)  # (g + W,)
         mask = compute_attention_mask(
@@ -402,7 +402,7 @@ class LocalAttention(MultiHeadAttention):
             causal_offset=cache_index,
         )  # (B|1, 1|H, T, S_max)
         mask = ops.take(merge_masks(mask, filled), positions, axis=3)
-        mask = ops.logical_and(mask, slots)  # (B|1, 1|H, T, g + W)
+        mask = merge_masks(mask, slots)  # (B|1, 1|H, T, g + W)
         bias = attention_bias
         if bias is not None and bias.shape[3] != 1:
             bias = ops.take(bias, positions, axis=3)  # (B|1, H|1, T|1, g + W)
