@@ -53,7 +53,12 @@ summed afterwards, and the bias gradient a column sum; the norms work on
 gradients XLA:CPU otherwise lowers to slow windowed reductions. Under XLA
 the key/value gradients of attention (sums over the query axis) run as
 canonical dots on copied transposes (`keras_attention.ops.dot_layout`,
-measured by `attention_core.py`). A fused Q/K/V product was tried and
+measured by `attention_core.py`), and so do the kernel gradients of the
+projections and the feed-forward matrices (`dW = X^T dY`, a sum over the
+tokens; `canonical_matmul` in `TokenProjection` and
+`...token_projection.TokenDense`; `--plain-kernel-gradients` adds our
+stack traced with plain kernel gradients to the run, as one more peer). A
+fused Q/K/V product was tried and
 measured: no training gain, 4% slower batch-1
 inference, so it is not used.
 
@@ -61,9 +66,12 @@ Run (the lines in benchmarks/results/encoder_throughput.jsonl were produced this
 
     python benchmarks/encoder_throughput.py --repeats 9   # ~3 min on 2 quiet cores
     python benchmarks/encoder_throughput.py --quick       # ~30 s: size a, jit on
+    python benchmarks/encoder_throughput.py --repeats 9 --jit on --skip-keras-mha \
+        --plain-kernel-gradients   # the kernel-gradient route's own gain
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -85,6 +93,7 @@ SIZES = {
 RESULTS = "encoder_throughput.jsonl"
 MATMUL = "tf.matmul 2048x2048 float32 (XLA)"
 PRODUCTS = "the step's matrix products alone"
+PLAIN_KERNEL_GRADIENTS = "ours, plain kernel gradients"
 
 
 def parse_args():
@@ -97,6 +106,9 @@ def parse_args():
                         help="training steps per timed unit")
     parser.add_argument("--latency-repeats", type=int, default=20)
     parser.add_argument("--skip-keras-mha", action="store_true")
+    parser.add_argument("--plain-kernel-gradients", action="store_true",
+                        help="also time our stack traced with plain kernel "
+                             "gradients (ops.matmul, no canonical_matmul)")
     parser.add_argument("--attention-implementation", default="auto")
     parser.add_argument("--quick", action="store_true",
                         help="size a, jit on, 3 rounds of 1 step")
@@ -223,6 +235,20 @@ def keras_mha_stack(size):
     return keras.Model(inputs, x, name="keras_mha")
 
 
+@contextlib.contextmanager
+def plain_kernel_gradients():
+    """Trace with `ops.matmul` in place of `canonical_matmul` in the
+    per-token layers: what they computed before the kernel-gradient route."""
+    from keras_attention.layers.attention import token_projection
+
+    saved = token_projection.canonical_matmul
+    token_projection.canonical_matmul = keras.ops.matmul
+    try:
+        yield
+    finally:
+        token_projection.canonical_matmul = saved
+
+
 def compiled(model, jit):
     model.compile(
         optimizer=keras.optimizers.Adam(1e-4), loss="mse", jit_compile=jit
@@ -240,11 +266,16 @@ def run_size(name, size, jit, args):
               "keras_hub.layers.TransformerEncoder": keras_hub_stack(size)}
     if not args.skip_keras_mha:
         models["keras.layers.MultiHeadAttention stack"] = keras_mha_stack(size)
+    if args.plain_kernel_gradients:
+        models[PLAIN_KERNEL_GRADIENTS] = ours_stack(size, args.attention_implementation)
     counts = {k: m.count_params() for k, m in models.items()}
     if len(set(counts.values())) != 1:
         raise RuntimeError(f"parameter counts differ: {counts}")
-    for model in models.values():
+    for key, model in models.items():
         compiled(model, jit)
+        # The first step traces the training function.
+        with plain_kernel_gradients() if key == PLAIN_KERNEL_GRADIENTS else contextlib.nullcontext():
+            model.train_on_batch(x, y)
 
     def train(model):
         def unit():

@@ -23,7 +23,10 @@ TensorFlow's own batched matmul (`jit_compile=False`) reads transposed
 operands at full speed, and the extra copies would cost it time. On other
 backends the functions are the plain `keras.ops` forms.
 
-Users: `attention_logits` / `attention_combine` (the "full" attention path)
+Users: `canonical_matmul`, the training product of the per-token
+projections and feed-forward layers (`TokenProjection`, `TokenDense`),
+whose kernel gradient `dW = X^T dY` sums over the tokens;
+`attention_logits` / `attention_combine` (the "full" attention path)
 with as many key/value heads as query heads, and the backward pass of
 `blockwise_attention` for blocks of at least 256 rows, where it was
 measured to help (`benchmarks/attention_core.py --blockwise
@@ -189,6 +192,39 @@ def canonical_einsum(equation, a, b):
         return _batched_dot(lhs, rhs, out, x, y), grad
 
     return product(a, b)
+
+
+def canonical_matmul(x, kernel):
+    """`ops.matmul(x, kernel)` of a `(M, K)` input and a `(K, N)` kernel
+    whose kernel gradient runs as a canonical dot under XLA.
+
+    The forward product and the input gradient `dX = dY W^T` keep XLA's own
+    lowering, which is fast; the kernel gradient `dW = X^T dY` contracts
+    the leading (token) axis of both operands, which XLA:CPU runs below the
+    canonical rate, so under XLA compilation it is computed by
+    `canonical_einsum` (the smaller operand is copied transposed). Outside
+    XLA, and on other backends, it is `ops.matmul`.
+
+    Args:
+        x: `(M, K)` tensor (tokens, features).
+        kernel: `(K, N)` tensor, same dtype.
+
+    Returns:
+        The `(M, N)` product.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.ops.dot_layout import canonical_matmul
+    x = np.random.rand(6, 4).astype("float32")
+    w = np.random.rand(4, 3).astype("float32")
+    np.allclose(canonical_matmul(x, w), x @ w, atol=1e-6)  # True
+    ```
+    """
+    if len(x.shape) != 2 or len(kernel.shape) != 2 or not in_xla_context():
+        return ops.matmul(x, kernel)
+    return canonical_einsum("mk,kn->mn", x, kernel)
 
 
 def _trailing_contraction(lhs, rhs, out):

@@ -22,6 +22,7 @@ from keras_attention.ops import attention_combine  # noqa: E402
 from keras_attention.ops import attention_logits  # noqa: E402
 from keras_attention.ops import blockwise_attention  # noqa: E402
 from keras_attention.ops.dot_layout import canonical_einsum  # noqa: E402
+from keras_attention.ops.dot_layout import canonical_matmul  # noqa: E402
 from keras_attention.ops.dot_layout import in_xla_context  # noqa: E402
 from keras_attention.ops.dot_layout import materialized_transpose  # noqa: E402
 
@@ -95,6 +96,61 @@ def test_canonical_einsum_value_and_gradients(equation, a_shape, b_shape, jit):
     np.testing.assert_allclose(
         d_b, np.einsum(f"{lhs},{result}->{rhs}", a64, upstream), atol=1e-5
     )
+
+
+@pytest.mark.parametrize("x_shape,w_shape", [((64, 8), (8, 16)), ((64, 16), (16, 8))])
+@pytest.mark.parametrize("jit", [False, True])
+def test_canonical_matmul_value_and_gradients(x_shape, w_shape, jit):
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.standard_normal(x_shape), "float32")
+    w = tf.constant(rng.standard_normal(w_shape), "float32")
+    upstream = rng.standard_normal((x_shape[0], w_shape[1])).astype("float32")
+
+    def fn(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            loss = tf.reduce_sum(canonical_matmul(x, w) * upstream)
+        return (canonical_matmul(x, w),) + tuple(tape.gradient(loss, [x, w]))
+
+    out, d_x, d_w = (_xla(fn) if jit else fn)(x, w)
+    x64, w64 = np.float64(x), np.float64(w)
+    np.testing.assert_allclose(out, x64 @ w64, atol=1e-5)
+    np.testing.assert_allclose(d_x, upstream @ w64.T, atol=1e-5)  # dY W^T
+    np.testing.assert_allclose(d_w, x64.T @ upstream, atol=1e-4)  # X^T dY
+
+
+def test_canonical_matmul_of_other_ranks_is_matmul():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 5, 4)).astype("float32")
+    w = rng.standard_normal((4, 3)).astype("float32")
+    got = _xla(canonical_matmul)(tf.constant(x), tf.constant(w))
+    np.testing.assert_allclose(got, x @ w, atol=1e-5)
+
+
+def _token_axis_dots(optimized_hlo):
+    """2-D dots whose lhs contracts its first axis (`X^T dY`, a sum over
+    the tokens: the form XLA:CPU runs below the canonical rate)."""
+    return [line for line in _dots(optimized_hlo)
+            if "lhs_batch_dims" not in line and "lhs_contracting_dims={0}" in line]
+
+
+@pytest.mark.parametrize("product", ["matmul", "canonical_matmul"])
+def test_compiled_kernel_gradient_is_canonical_only_through_the_route(product):
+    x = tf.constant(np.ones((256, 32)), "float32")
+    w = tf.constant(np.ones((32, 64)), "float32")
+    multiply = tf.matmul if product == "matmul" else canonical_matmul
+
+    def fn(x, w):
+        with tf.GradientTape() as tape:
+            tape.watch(w)
+            loss = tf.reduce_sum(tf.sin(multiply(x, w)))
+        return tape.gradient(loss, w)
+
+    hlo = _xla(fn).experimental_get_compiler_ir(x, w)(stage="optimized_hlo")
+    assert _dots(hlo)
+    # The plain product's kernel gradient is the token-axis form (so the
+    # pattern sees it); the route leaves none.
+    assert len(_token_axis_dots(hlo)) == (1 if product == "matmul" else 0)
 
 
 def test_canonical_einsum_second_order_equals_einsum():

@@ -5,6 +5,9 @@ import math
 import keras
 from keras import ops
 
+from keras_attention.ops.dot_layout import canonical_matmul
+from keras_attention.ops.dot_layout import in_xla_context
+
 
 def _split_equation(equation):
     """`(input, kernel, output)` letters of an `"ab,bc->ac"` equation, or
@@ -115,7 +118,7 @@ class TokenProjection(keras.layers.EinsumDense):
         columns = math.prod(kernel_shape[contracted:])
         shape = ops.shape(inputs)
         x = ops.reshape(inputs, (-1, rows))  # (tokens, contracted)
-        x = ops.matmul(x, ops.reshape(kernel, (rows, columns)))  # (tokens, rest)
+        x = canonical_matmul(x, ops.reshape(kernel, (rows, columns)))  # (tokens, rest)
         bias = self.bias
         if bias is not None and math.prod(bias.shape) == columns:
             # A bias over every output axis is added as a vector to the 2-D
@@ -131,3 +134,51 @@ class TokenProjection(keras.layers.EinsumDense):
             x = self.activation(x)
         return x
 
+
+
+@keras.saving.register_keras_serializable(package="keras_attention")
+class TokenDense(keras.layers.Dense):
+    """`keras.layers.Dense` whose training product runs as one 2-D matmul
+    with the kernel gradient as a canonical dot under XLA.
+
+    Same weights, configuration and results as `Dense`. In training calls
+    compiled by XLA (`fit` with `jit_compile=True` on TensorFlow), the
+    input is reshaped to `(tokens, features)` and multiplied by
+    `keras_attention.ops.dot_layout.canonical_matmul`: XLA:CPU runs the
+    kernel gradient `dW = X^T dY`, a sum over every token, below its
+    canonical rate, and the copied transpose of the smaller operand makes it
+    a canonical product. Other calls (inference, no XLA, other backends)
+    and quantized layers (Keras routes them to `quantized_call`) are
+    `Dense`'s own. The kernel is read through the `kernel` property, so
+    LoRA-enabled layers include their low-rank update.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers.attention.token_projection import TokenDense
+    layer = TokenDense(4, activation="relu")
+    y = layer(np.random.rand(3, 5, 6).astype("float32"), training=True)
+    tuple(y.shape)  # (3, 5, 4)
+    ```
+    """
+
+    def quantize(self, mode=None, type_check=True, config=None):
+        # As for TokenProjection: Keras refuses to quantize Dense subclasses
+        # unless told otherwise; this one has Dense's weights and quantized
+        # call, so `model.quantize(...)` treats it as a Dense.
+        del type_check
+        return super().quantize(mode, type_check=False, config=config)
+
+    def call(self, inputs, training=None):
+        if not training or not in_xla_context() or len(inputs.shape) < 2:
+            return super().call(inputs, training=training)
+        shape = ops.shape(inputs)
+        x = ops.reshape(inputs, (-1, inputs.shape[-1]))  # (tokens, features)
+        x = canonical_matmul(x, self.kernel)  # (tokens, units)
+        if self.bias is not None:
+            x = ops.add(x, self.bias)
+        x = ops.reshape(x, (*shape[:-1], self.units))
+        if self.activation is not None:
+            x = self.activation(x)
+        return x

@@ -7,6 +7,7 @@ Shape letters: B batch, T sequence length, E input features, F
 import keras
 from keras import ops
 
+from keras_attention.layers.attention.token_projection import TokenDense
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rate
@@ -165,7 +166,7 @@ class FeedForward(keras.layers.Layer):
         return self._gated
 
     def _dense(self, units, name, offset):
-        return keras.layers.Dense(
+        return TokenDense(
             units,
             use_bias=self.use_bias,
             kernel_initializer=_clone_initializer(self.kernel_initializer, offset),

@@ -8,6 +8,7 @@ from keras import ops
 from backend_utils import gradients
 
 from keras_attention.layers import MultiHeadAttention
+from keras_attention.layers.attention.token_projection import TokenDense
 from keras_attention.layers.attention.token_projection import TokenProjection
 from keras_attention.layers.attention.token_projection import matmul_layout
 
@@ -183,3 +184,138 @@ def test_fit_reaches_the_projections_with_training_true(monkeypatch):
     seen.clear()
     model.predict(X3, verbose=0)
     assert seen and True not in seen
+
+
+# TokenDense: keras.layers.Dense whose compiled training product routes its
+# kernel gradient through `canonical_matmul`.
+
+
+def _dense_pair(x, **kwargs):
+    """A TokenDense and a keras Dense with the same weights."""
+    kwargs = dict(dict(units=7, bias_initializer="random_normal"), **kwargs)
+    ours, peer = TokenDense(**kwargs), keras.layers.Dense(**kwargs)
+    ours.build(x.shape)
+    peer.build(x.shape)
+    peer.set_weights(ours.get_weights())
+    return ours, peer
+
+
+def _dense_grads(layer, x, jit):
+    """Input and weight gradients of a weighted sum of a training call,
+    compiled with XLA on TensorFlow when `jit`."""
+    size = int(np.prod(ops.shape(layer(x))))
+    weights = np.sin(np.arange(size, dtype="float32"))
+    if not jit:
+        return [layer(x, training=True)] + gradients(
+            lambda x: ops.sum(ops.reshape(layer(x, training=True), (-1,)) * weights),
+            [x], layer.trainable_weights,
+        )
+    import tensorflow as tf
+
+    @tf.function(jit_compile=True)
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=True)
+            loss = tf.reduce_sum(tf.reshape(y, (-1,)) * weights)
+        return [y] + tape.gradient(loss, [x] + layer.trainable_weights)
+
+    return step(tf.constant(x))
+
+
+@pytest.mark.parametrize("x", [X3, X3[0], X4], ids=["rank3", "rank2", "rank4"])
+@pytest.mark.parametrize("activation", [None, "relu"])
+def test_token_dense_equals_dense_forward_and_gradients(x, activation):
+    ours, peer = _dense_pair(x, activation=activation)
+    for training in (True, False):
+        np.testing.assert_allclose(ours(x, training=training), peer(x), rtol=1e-5, atol=1e-6)
+    for got, want in zip(_dense_grads(ours, x, False), _dense_grads(peer, x, False)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.tf_only(reason="the route serves TensorFlow's XLA compilation")
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_token_dense_compiled_training_equals_dense(use_bias):
+    ours, peer = _dense_pair(X3, use_bias=use_bias, activation="gelu")
+    got, want = _dense_grads(ours, X3, True), _dense_grads(peer, X3, True)
+    assert len(got) == len(want) == 3 + use_bias
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.tf_only(reason="inspects XLA's optimized HLO")
+def test_token_dense_compiled_kernel_gradient_is_a_canonical_dot():
+    import re
+
+    import tensorflow as tf
+
+    x = tf.constant(RNG.standard_normal((4, 64, 16)), "float32")
+
+    def token_axis_dots(layer):
+        @tf.function(jit_compile=True)
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(tf.sin(layer(x, training=True)))
+            return tape.gradient(loss, layer.trainable_weights)
+
+        hlo = step.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+        dots = re.findall(r"= \S+ dot\([^\n]*", hlo)
+        assert dots
+        return [d for d in dots if "lhs_batch_dims" not in d and "lhs_contracting_dims={0}" in d]
+
+    ours, peer = _dense_pair(x, units=32)
+    assert len(token_axis_dots(peer)) == 1  # Dense: dW = X^T dY as it is
+    assert token_axis_dots(ours) == []
+
+
+def test_token_dense_fit_keras_file_and_masks(tmp_path):
+    inputs = keras.Input((5,), dtype="int32")
+    x = keras.layers.Embedding(10, 6, mask_zero=True)(inputs)
+    x = TokenDense(4, activation="relu")(x)
+    outputs = keras.layers.GlobalAveragePooling1D()(x)  # reads the mask
+    model = keras.Model(inputs, outputs)
+    ids = np.array([[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]], "int32")
+    model.compile("adam", "mse", jit_compile=True)
+    history = model.fit(ids, np.ones((2, 4), "float32"), epochs=2, verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    # The mask passes through: padding does not reach the pooled mean.
+    padded = model.predict(ids, verbose=0)
+    trimmed = keras.Model(inputs, model.layers[2].output).predict(ids, verbose=0)
+    np.testing.assert_allclose(padded[0], trimmed[0, :3].mean(axis=0), rtol=1e-5, atol=1e-6)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    assert type(loaded.layers[2]) is TokenDense
+    np.testing.assert_allclose(loaded.predict(ids, verbose=0), padded, rtol=1e-6)
+
+
+def test_token_dense_mixed_precision_lora_and_int8():
+    ours, peer = _dense_pair(X3)
+    half = TokenDense(7, dtype="mixed_bfloat16")
+    half.build(X3.shape)
+    half.set_weights(ours.get_weights())
+    y = half(X3, training=True)
+    assert y.dtype == "bfloat16"
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(y, "float32")), ours(X3),
+                               rtol=3e-2, atol=3e-2)
+    for layer in (ours, peer):
+        layer.enable_lora(2, b_initializer="ones")
+    peer.lora_kernel_a.assign(ours.lora_kernel_a)
+    np.testing.assert_allclose(ours(X3, training=True), peer(X3), rtol=1e-5, atol=1e-5)
+    quantized, reference = _dense_pair(X3)
+    quantized.quantize("int8")
+    reference.quantize("int8")
+    np.testing.assert_allclose(quantized(X3, training=True), reference(X3), rtol=1e-6, atol=1e-6)
+
+
+def test_model_quantize_reaches_feed_forward_layers():
+    from keras_attention.layers import FeedForward
+
+    inputs = keras.Input((5, 6))
+    model = keras.Model(inputs, FeedForward(intermediate_dim=8)(inputs))
+    before = model.predict(X3, verbose=0)
+    model.quantize("int8")
+    dense = [layer for layer in model._flatten_layers() if isinstance(layer, TokenDense)]
+    assert len(dense) == 2
+    assert all(layer.quantization_mode == "int8" for layer in dense)
+    np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
