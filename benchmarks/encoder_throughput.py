@@ -137,8 +137,9 @@ def products_unit(size, jit):
 
     Every product a training step of the stack computes, with the stack's
     shapes, forward and backward, for all layers, each in its fast layout
-    (the forward forms, `dX = dY W^T`, `dW = X^T dY`, and the attention
-    products with the query axis leading): Q/K/V/output projections, the
+    (the forward forms, `dX = dY W^T`, `dW = X^T dY` with `X^T` given, so
+    that no product contracts a leading axis, and the attention products
+    with the query axis leading): Q/K/V/output projections, the
     two feed-forward matrices, `Q K^T`, `P V` and their gradients. The
     first layer's Q/K/V `dX` products are left out: their input is the
     model's input, whose gradient no training step needs, and XLA drops
@@ -160,7 +161,8 @@ def products_unit(size, jit):
     rng = tf.random.Generator.from_seed(0)
     # Distinct operands per layer (identical products would be merged).
     layers = [(
-        [(rng.normal((mm, k)), rng.normal((k, nn)), rng.normal((mm, nn)))
+        [(rng.normal((mm, k)), rng.normal((k, nn)), rng.normal((mm, nn)),
+          rng.normal((k, mm)))  # X^T, given: dW in the canonical form
          for mm, k, nn in param_shapes],
         [(rng.normal((g, tt, k)), rng.normal((g, k, nn)),
           rng.normal((g, tt, nn)), rng.normal((g, nn, tt)))
@@ -171,11 +173,11 @@ def products_unit(size, jit):
     def step():
         outs = []
         for i, (params, attention) in enumerate(layers):
-            for j, (x, w, dy) in enumerate(params):
+            for j, (x, w, dy, x_t) in enumerate(params):
                 outs.append(tf.matmul(x, w))  # forward
                 if i > 0 or j >= 3:  # not the model input's Q/K/V gradient
                     outs.append(tf.matmul(dy, w, transpose_b=True))  # dX
-                outs.append(tf.matmul(x, dy, transpose_a=True))  # dW
+                outs.append(tf.matmul(x_t, dy))  # dW = X^T dY
             for lhs, rhs, d_out, d_out_t in attention:
                 outs += [tf.matmul(lhs, rhs),  # forward
                          tf.matmul(d_out, rhs, transpose_b=True),  # d lhs
