@@ -135,7 +135,6 @@ class TokenProjection(keras.layers.EinsumDense):
         return x
 
 
-
 @keras.saving.register_keras_serializable(package="keras_attention")
 class TokenDense(keras.layers.Dense):
     """`keras.layers.Dense` whose training product runs as one 2-D matmul

@@ -149,15 +149,22 @@ def test_int8_quantized_layer_keeps_working():
     np.testing.assert_allclose(ours(X3), peer(X3), rtol=1e-6, atol=1e-6)
 
 
-def test_model_quantize_reaches_attention_projections():
-    # keras.Model.quantize skips layers whose quantize raises; ours must not.
+@pytest.mark.parametrize("block", ["attention", "feed_forward"])
+def test_model_quantize_reaches_the_projections(block):
+    # keras.Model.quantize skips layers whose quantize raises; ours must not:
+    # MultiHeadAttention's four TokenProjections, FeedForward's two TokenDense.
+    from keras_attention.layers import FeedForward
+
     inputs = keras.Input((5, 6))
-    outputs = MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs)
+    if block == "attention":
+        outputs, kind, count = MultiHeadAttention(num_heads=2, key_dim=4)(inputs, inputs), TokenProjection, 4
+    else:
+        outputs, kind, count = FeedForward(intermediate_dim=8)(inputs), TokenDense, 2
     model = keras.Model(inputs, outputs)
     before = model.predict(X3, verbose=0)
     model.quantize("int8")
-    projections = [layer for layer in model._flatten_layers() if isinstance(layer, TokenProjection)]
-    assert len(projections) == 4
+    projections = [layer for layer in model._flatten_layers() if isinstance(layer, kind)]
+    assert len(projections) == count
     assert all(layer.quantization_mode == "int8" for layer in projections)
     np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
 
@@ -307,15 +314,3 @@ def test_token_dense_mixed_precision_lora_and_int8():
     reference.quantize("int8")
     np.testing.assert_allclose(quantized(X3, training=True), reference(X3), rtol=1e-6, atol=1e-6)
 
-
-def test_model_quantize_reaches_feed_forward_layers():
-    from keras_attention.layers import FeedForward
-
-    inputs = keras.Input((5, 6))
-    model = keras.Model(inputs, FeedForward(intermediate_dim=8)(inputs))
-    before = model.predict(X3, verbose=0)
-    model.quantize("int8")
-    dense = [layer for layer in model._flatten_layers() if isinstance(layer, TokenDense)]
-    assert len(dense) == 2
-    assert all(layer.quantization_mode == "int8" for layer in dense)
-    np.testing.assert_allclose(model.predict(X3, verbose=0), before, atol=0.05)
