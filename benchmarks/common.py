@@ -39,6 +39,11 @@ def context():
 
         info["tensorflow"] = tf.__version__
         info["gpus"] = len(tf.config.list_physical_devices("GPU"))
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["jax_devices"] = [d.device_kind for d in jax.devices()]
     return info
 
 
