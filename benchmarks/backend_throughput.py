@@ -56,6 +56,8 @@ from encoder_throughput import SIZES  # noqa: E402
 from encoder_throughput import flops_per_token  # noqa: E402
 from encoder_throughput import keras_hub_stack  # noqa: E402
 from encoder_throughput import ours_stack  # noqa: E402
+from encoder_throughput import same_parameter_count  # noqa: E402
+from encoder_throughput import training_unit  # noqa: E402
 
 RESULTS = "backend_throughput.jsonl"
 MATMUL = "keras.ops.matmul, square, compiled"
@@ -150,27 +152,18 @@ def run_size(name, size, args):
     x = rng.standard_normal(shape).astype("float32")
     y = rng.standard_normal(shape).astype("float32")
     models = {"ours": ours_stack(size, "auto"), HUB: keras_hub_stack(size)}
-    counts = {k: m.count_params() for k, m in models.items()}
-    if len(set(counts.values())) != 1:
-        raise RuntimeError(f"parameter counts differ: {counts}")
+    params = same_parameter_count(models)
     for model in models.values():
         model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="mse",
                       jit_compile=True)
-
-    def train(model):
-        def unit():
-            for _ in range(args.steps):
-                model.train_on_batch(x, y)
-        return unit
-
-    units = {k: train(m) for k, m in models.items()}
+    units = {k: training_unit(m, x, y, args.steps) for k, m in models.items()}
     compute_dtype = keras.dtype_policies.get(args.dtype_policy).compute_dtype
     units[MATMUL], matmul_flops = matmul_unit(args.matmul_size, compute_dtype)
     times = common.interleaved(units, args.repeats, warmup=2)
     matmul = matmul_flops / times.pop(MATMUL).seconds / 1e9
     tokens = size["batch"] * size["length"] * args.steps
     rate = {k: tokens / t.seconds for k, t in times.items()}
-    config = dict(size=name, **size, params=counts["ours"], jit_compile=True,
+    config = dict(size=name, **size, params=params, jit_compile=True,
                   dtype_policy=args.dtype_policy, device=device_kind(),
                   fused_attention=fused_attention_taken(models["ours"]),
                   steps_per_round=args.steps, rounds=args.repeats)

@@ -239,6 +239,27 @@ def keras_mha_stack(size):
     return keras.Model(inputs, x, name="keras_mha")
 
 
+def same_parameter_count(models):
+    """The parameter count every model of `{name: model}` has.
+
+    Raises:
+        RuntimeError: when the counts differ (the stacks are not the same
+            size, so their timings are not comparable).
+    """
+    counts = {k: m.count_params() for k, m in models.items()}
+    if len(set(counts.values())) != 1:
+        raise RuntimeError(f"parameter counts differ: {counts}")
+    return next(iter(counts.values()))
+
+
+def training_unit(model, x, y, steps):
+    """A timed unit of `steps` `train_on_batch(x, y)` calls."""
+    def unit():
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+    return unit
+
+
 @contextlib.contextmanager
 def plain_kernel_gradients():
     """Trace with `ops.matmul` in place of `canonical_matmul` in the
@@ -272,25 +293,17 @@ def run_size(name, size, jit, args):
         models["keras.layers.MultiHeadAttention stack"] = keras_mha_stack(size)
     if args.plain_kernel_gradients:
         models[PLAIN_KERNEL_GRADIENTS] = ours_stack(size, args.attention_implementation)
-    counts = {k: m.count_params() for k, m in models.items()}
-    if len(set(counts.values())) != 1:
-        raise RuntimeError(f"parameter counts differ: {counts}")
+    params = same_parameter_count(models)
     for key, model in models.items():
         compiled(model, jit)
         # The first step traces the training function.
         with plain_kernel_gradients() if key == PLAIN_KERNEL_GRADIENTS else contextlib.nullcontext():
             model.train_on_batch(x, y)
 
-    def train(model):
-        def unit():
-            for _ in range(args.steps):
-                model.train_on_batch(x, y)
-        return unit
-
     # The matmul reference runs in the same interleaved rounds, so that it
     # sees the same machine load. Two warm-up calls each (compilation,
     # optimizer slots).
-    units = {k: train(m) for k, m in models.items()}
+    units = {k: training_unit(m, x, y, args.steps) for k, m in models.items()}
     units[MATMUL], matmul_flops = common.matmul_unit()
     units[PRODUCTS], products_flops = products_unit(size, jit)
     times = common.interleaved(units, args.repeats, warmup=2)
@@ -301,7 +314,7 @@ def run_size(name, size, jit, args):
     tokens = size["batch"] * size["length"] * args.steps
     rate = {k: tokens / t for k, (t, _) in times.items()}
     config = dict(size=name, jit_compile=jit, **size,
-                  params=counts["ours"], steps_per_round=args.steps,
+                  params=params, steps_per_round=args.steps,
                   rounds=args.repeats,
                   attention_implementation=args.attention_implementation)
     for peer in list(models)[1:]:
