@@ -36,7 +36,7 @@ Run (on a GPU machine; the device check of issue 7):
     # add --peak-tflops P for MFU (e.g. the H100 SXM's dense bf16 peak)
 
 On this repository's 2-core CPU, `KERAS_BACKEND=jax python
-benchmarks/backend_throughput.py --sizes a` gives the JAX CPU numbers in
+benchmarks/backend_throughput.py --sizes a b` gave the JAX CPU numbers in
 benchmarks/results/backend_throughput.jsonl.
 """
 

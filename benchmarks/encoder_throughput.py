@@ -126,14 +126,6 @@ def flops_per_token(size):
     return n * (6 * (4 * e * e + 2 * e * f) + 12 * t * e)
 
 
-def input_gradient_flops(size):
-    """FLOPs of the products no training step computes: `dX` of the first
-    layer's Q/K/V projections, whose input is the model's input (3 products
-    of `(B T, E) x (E, E)`, 2 FLOPs per multiply-add)."""
-    e = size["hidden"]
-    return 3 * 2 * size["batch"] * size["length"] * e * e
-
-
 def products_unit(size, jit):
     """A timed unit of only the matrix products of one training step.
 
@@ -151,7 +143,7 @@ def products_unit(size, jit):
     on this machine, so `peer step time / products time` is the largest
     speed-up over the peer that any stack with these products could show.
     Returns `(callable, flops)`; `flops` counts exactly these products
-    (`flops_per_token(size)` per token less `input_gradient_flops(size)`).
+    (`flops_per_token(size)` per token less those three `dX` products).
     """
     import tensorflow as tf
 
@@ -159,6 +151,7 @@ def products_unit(size, jit):
     h, b, n = size["heads"], size["batch"], size["layers"]
     m, d, bh = b * t, e // h, b * h
     param_shapes = [(m, e, e)] * 4 + [(m, e, f), (m, f, e)]  # (M, K, N)
+    no_input_gradient = 3  # first layer: Q, K, V read the model's input
     attention_shapes = [(bh, t, d, t), (bh, t, t, d)]  # batched (T, K, N)
     rng = tf.random.Generator.from_seed(0)
     # Distinct operands per layer (identical products would be merged).
@@ -177,7 +170,7 @@ def products_unit(size, jit):
         for i, (params, attention) in enumerate(layers):
             for j, (x, w, dy, x_t) in enumerate(params):
                 outs.append(tf.matmul(x, w))  # forward
-                if i > 0 or j >= 3:  # not the model input's Q/K/V gradient
+                if i > 0 or j >= no_input_gradient:
                     outs.append(tf.matmul(dy, w, transpose_b=True))  # dX
                 outs.append(tf.matmul(x_t, dy))  # dW = X^T dY
             for lhs, rhs, d_out, d_out_t in attention:
@@ -188,7 +181,7 @@ def products_unit(size, jit):
 
     flops = n * (sum(3 * 2 * mm * k * nn for mm, k, nn in param_shapes)
                  + sum(3 * 2 * g * tt * k * nn for g, tt, k, nn in attention_shapes)
-                 ) - sum(2 * mm * k * nn for mm, k, nn in param_shapes[:3])
+                 ) - sum(2 * mm * k * nn for mm, k, nn in param_shapes[:no_input_gradient])
     def unit():
         return step()[-1].numpy()
 

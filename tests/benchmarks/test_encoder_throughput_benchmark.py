@@ -21,7 +21,6 @@ def test_products_flops_equal_the_model_flops_formula_less_input_gradient(benchm
     for size in (TINY, benchmark.SIZES["a"], benchmark.SIZES["b"]):
         tokens = size["batch"] * size["length"]
         input_gradient = 3 * 2 * tokens * size["hidden"] ** 2
-        assert benchmark.input_gradient_flops(size) == input_gradient
         _, flops = benchmark.products_unit(size, jit=False)
         assert flops == benchmark.flops_per_token(size) * tokens - input_gradient
 
