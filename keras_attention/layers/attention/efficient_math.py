@@ -123,16 +123,24 @@ def orthogonal_random_features(num_features, dim, seed=None):
     return (rows * norms[:, None])[:num_features]  # (M, D)
 
 
+# How far above its row maximum a query feature may be lifted by the key sums
+# (`positive_random_features`' `row_offset`): features stay below
+# exp(_MAX_QUERY_LIFT) ~ 2e17, far from float32 overflow.
+_MAX_QUERY_LIFT = 40.0
+
+
 def positive_random_features(x, projection, is_query, valid=None,
-                             return_stabilizer=False):
+                             return_stabilizer=False, row_offset=None):
     """FAVOR+ positive features `phi(x) = exp(W x - |x|^2 / 2) / sqrt(M)`.
 
     `E[phi(x) . phi(y)] = exp(x . y)` (Choromanski et al. 2021, Lemma 1).
     Inputs are pre-scaled by `D^-1/4`, so `phi(q) . phi(k)` estimates the
     softmax kernel `exp(q . k / sqrt(D))`. For numerical stability a constant
-    is subtracted inside the exponent: per query row for queries, and one
-    maximum over all (valid) keys and features for keys -- both cancel in
-    the attention normalization. Computed in float32.
+    is subtracted inside the exponent: per row for queries, and one maximum
+    over all (valid) keys and features for keys -- both cancel in the
+    attention normalization. The constant includes the `|x|^2 / 2` term, so
+    the largest feature of a key set (or of a row) is exactly `1 / sqrt(M)`:
+    long queries and keys do not underflow. Computed in float32.
 
     Args:
         x: `(B, L, heads, D)` queries or keys.
@@ -142,6 +150,16 @@ def positive_random_features(x, projection, is_query, valid=None,
             and are left out of the key stabilizer.
         return_stabilizer: also return the subtracted constant,
             `(B, L, heads, 1)` for queries, `(B, 1, heads, 1)` for keys.
+        row_offset: optional float32, broadcastable to `(B, L, heads, M)`
+            (queries only): log-weights of the features, the log of the
+            key feature sums a query's features will be dotted with. The
+            row constant is then `max_m(exponent_m + row_offset_m)`, so the
+            largest term of the attention denominator `phi(q) . sum_j
+            phi(k_j)` is `1 / sqrt(M)` and the denominator cannot underflow
+            (its reciprocal's gradient would overflow); it is lowered to at
+            most `_MAX_QUERY_LIFT` below the row's largest exponent, so the
+            features cannot overflow, and that bound is also what a row
+            with no keys (`-inf` offsets) gets.
 
     Returns:
         float32 tensor `(B, L, heads, M)`, and the stabilizer when
@@ -154,20 +172,34 @@ def positive_random_features(x, projection, is_query, valid=None,
     x = x * (float(dim) ** -0.25)
     proj = ops.einsum("blhd,md->blhm", x, projection)  # (B, L, heads, M)
     half_norm = 0.5 * ops.sum(ops.square(x), axis=-1, keepdims=True)  # (B,L,h,1)
+    exponent = proj - half_norm  # (B, L, heads, M)
     if is_query:
-        stabilizer = ops.max(proj, axis=-1, keepdims=True)  # (B, L, heads, 1)
+        stabilizer = ops.max(exponent, axis=-1, keepdims=True)  # (B, L, heads, 1)
+        if row_offset is not None:
+            lifted = ops.max(exponent + row_offset, axis=-1, keepdims=True)
+            stabilizer = ops.maximum(lifted, stabilizer - _MAX_QUERY_LIFT)
     else:
-        masked = proj
+        masked = exponent
         if valid is not None:
-            masked = ops.where(valid[:, :, None, None], proj, -1e30)
+            masked = ops.where(valid[:, :, None, None], exponent, -1e30)
         stabilizer = ops.max(masked, axis=(1, 3), keepdims=True)  # (B,1,heads,1)
     stabilizer = ops.stop_gradient(stabilizer)
-    features = ops.exp(proj - half_norm - stabilizer) / math.sqrt(num_features)
+    features = ops.exp(exponent - stabilizer) / math.sqrt(num_features)
     if valid is not None:
         features = features * ops.cast(valid, "float32")[:, :, None, None]
     if return_stabilizer:
         return features, stabilizer
     return features  # (B, L, heads, M)
+
+
+def _log_key_sums(key_sums, groups):
+    """`(B, L, K, M)` key feature sums -> `(B, L, K * G, M)` log offsets for
+    grouped query heads (`positive_random_features`' `row_offset`); `-inf`
+    where a sum is zero. No gradient: it only picks the stabilizer."""
+    key_sums = ops.stop_gradient(key_sums)
+    if groups > 1:
+        key_sums = ops.repeat(key_sums, groups, axis=2)  # head h -> kv head h // G
+    return ops.log(key_sums)
 
 
 def _group_queries(features, kv_heads):
@@ -234,8 +266,17 @@ def favor_attention(
         value = ops.pad(value, ((0, 0), (0, extra), (0, 0), (0, 0)))[:, :q_len]
         key_mask = ops.pad(ops.cast(key_mask, "bool"), ((0, 0), (0, extra)))
         key_mask = key_mask[:, :q_len]  # (B, T)
-    q_feat = positive_random_features(query, projection, True)  # (B, T, H, M)
     k_feat = positive_random_features(key, projection, False, key_mask)  # (B,S,K,M)
+    # The sums of the key features each query row is normalized by (every
+    # key, or its prefix when causal) set the row's stabilizer.
+    if causal:
+        key_sums = ops.cumsum(k_feat, axis=1)  # (B, T, K, M)
+    else:
+        key_sums = ops.sum(k_feat, axis=1, keepdims=True)  # (B, 1, K, M)
+    q_feat = positive_random_features(
+        query, projection, True,
+        row_offset=_log_key_sums(key_sums, query.shape[2] // kv_heads),
+    )  # (B, T, H, M)
     q_feat = _group_queries(q_feat, kv_heads)  # (B, T, K, G, M)
     if causal:
         numerator, denominator = _causal_linear_attention(
@@ -291,9 +332,6 @@ def favor_running_attention(query, key, value, projection, state, key_valid,
     """
     kv_heads = key.shape[2]
     summary, common = (ops.cast(x, "float32") for x in state)
-    q_feat = _group_queries(
-        positive_random_features(query, projection, True), kv_heads
-    )  # (B, T, K, G, M)
     k_feat, own = positive_random_features(
         key, projection, True, return_stabilizer=True
     )  # (B, T, K, M), (B, T, K, 1)
@@ -303,6 +341,20 @@ def favor_running_attention(query, key, value, projection, state, key_valid,
     summary = summary * ops.exp(common - new_common)[:, :, None, None]
     weights = ops.exp(own - new_common[:, None, :]) * ops.cast(valid, "float32")
     k_feat = k_feat * weights[..., None]  # (B, T, K, M)
+    # Key sums each new query is normalized by: the state's and the new
+    # keys it attends (as in `favor_attention`).
+    if causal:
+        new_sums = ops.cumsum(k_feat, axis=1)  # (B, T, K, M)
+    else:
+        new_sums = ops.sum(k_feat, axis=1, keepdims=True)  # (B, 1, K, M)
+    key_sums = summary[:, None, :, :, -1] + new_sums  # (B, T|1, K, M)
+    q_feat = _group_queries(
+        positive_random_features(
+            query, projection, True,
+            row_offset=_log_key_sums(key_sums, query.shape[2] // kv_heads),
+        ),
+        kv_heads,
+    )  # (B, T, K, G, M)
     value = ops.cast(value, "float32")
     value_and_one = ops.concatenate(
         [value, ops.ones_like(value[..., :1])], axis=-1

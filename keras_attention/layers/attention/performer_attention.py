@@ -21,6 +21,16 @@ class PerformerAttention(MultiHeadAttention):
     attention uses prefix sums (chunked, exact within a chunk). The
     projections are those of `MultiHeadAttention` (same weights, same call).
 
+    Numerics: the features are computed in float32 with constants
+    subtracted in the exponent that cancel in the ratio: for the keys the
+    largest exponent of the sequence, for each query row the one that makes
+    the largest term of its denominator `phi(q) . sum_j phi(k_j)` equal to
+    `1 / sqrt(M)` (`efficient_math.positive_random_features`). So long
+    queries and keys, which training produces as attention sharpens, do not
+    drive the denominators towards zero, where their reciprocals' gradients
+    overflow (with a per-row maximum alone, a classifier's training reached
+    denominators near 1e-20 and NaN after 600 steps).
+
     Features are fixed, stored as the non-trainable weight
     `random_projection` (drawn at build from `seed`, saved with the model,
     identical after reload). With `redraw_features=True` every training call

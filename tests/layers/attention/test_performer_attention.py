@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from backend_utils import gradients
 from harness import run_layer_test
 
 from keras_attention.layers import PerformerAttention
@@ -124,6 +125,66 @@ def test_causal_chunks_match_the_prefix_sum_formula():
     np.testing.assert_allclose(out[0, :, 0], expected, atol=1e-5)
 
 
+def _numerical_gradient(f, x, step=1e-6):
+    """Central differences of the scalar `f` at float64 `x`."""
+    grad = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        shifted = [x.copy(), x.copy()]
+        shifted[0][index] += step
+        shifted[1][index] -= step
+        grad[index] = (f(shifted[0]) - f(shifted[1])) / (2 * step)
+    return grad
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_long_queries_and_keys_neither_underflow_nor_lose_their_gradients(causal):
+    # Queries and keys of norm 16: |x|^2 / 2 = 64 after the D^-1/4 scaling,
+    # so every feature is exp(w.x - 64) with |w.x| below about 25, and the
+    # denominator phi(q) . sum_j phi(k_j) is below exp(-75) -- zero in
+    # float32 unless the stabilizers take the norms and the key sums in.
+    # Zero denominators gave zero outputs and NaN gradients (a Performer
+    # classifier's training went NaN after 600 steps this way, with
+    # denominators near 1e-20). Two query heads share one key/value head.
+    rng = np.random.default_rng(7)
+
+    def long_vectors(shape):
+        x = rng.normal(size=shape)
+        return (16 * x / np.linalg.norm(x, axis=-1, keepdims=True)).astype("float32")
+
+    q, k = long_vectors((1, 6, 2, 4)), long_vectors((1, 6, 1, 4))
+    v = rng.normal(size=(1, 6, 1, 3)).astype("float32")
+    r = rng.normal(size=(1, 6, 2, 3))  # the loss: sum(out * r)
+    w = fn(efficient_math.orthogonal_random_features(16, 4, seed=2))
+    w64 = w.astype("float64")
+
+    def reference(q, k, v):  # float64 NumPy: the formula, no stabilizers
+        heads = [_favor_numpy(q[0, :, h], k[0, :, 0], v[0, :, 0], w64, causal)
+                 for h in range(2)]
+        return np.stack(heads, axis=1)[None]  # (1, T, H, Dv)
+
+    inputs64 = [a.astype("float64") for a in (q, k, v)]
+    np.testing.assert_allclose(
+        fn(efficient_math.favor_attention(q, k, v, w, causal=causal)),
+        reference(*inputs64), rtol=1e-4, atol=1e-6)
+
+    def loss(q, k, v):
+        out = efficient_math.favor_attention(q, k, v, w, causal=causal)
+        return keras.ops.sum(out * r.astype("float32"))
+
+    grads = gradients(loss, (q, k, v))
+    for i, grad in enumerate(grads):
+        def loss64(x, i=i):
+            args = list(inputs64)
+            args[i] = x
+            return float(np.sum(reference(*args) * r))
+
+        expected = _numerical_gradient(loss64, inputs64[i])
+        # float32 exponents near 64 carry ~1e-5 absolute error: compare
+        # against 1% of the largest entry.
+        np.testing.assert_allclose(grad, expected, rtol=1e-2,
+                                   atol=1e-2 * np.abs(expected).max())
+
+
 def test_orthogonal_random_features():
     w = fn(efficient_math.orthogonal_random_features(20, 8, seed=5))
     assert w.shape == (20, 8)
@@ -148,12 +209,11 @@ def test_features_estimate_the_softmax_kernel_without_bias():
     for seed in range(40):
         w = efficient_math.orthogonal_random_features(64, 4, seed=seed)
         # is_query=True for both: row-wise stabilizers undone below.
-        fx = efficient_math.positive_random_features(x, w, True)
-        fy = efficient_math.positive_random_features(y, w, True)
-        xs = fn(x)[0, :, 0] * 4**-0.25
-        ys = fn(y)[0, :, 0] * 4**-0.25
-        shift_x = np.max(xs @ fn(w).T, -1)
-        shift_y = np.max(ys @ fn(w).T, -1)
+        fx, shift_x = efficient_math.positive_random_features(
+            x, w, True, return_stabilizer=True)
+        fy, shift_y = efficient_math.positive_random_features(
+            y, w, True, return_stabilizer=True)
+        shift_x, shift_y = fn(shift_x)[0, :, 0, 0], fn(shift_y)[0, :, 0, 0]
         kernel = fn(fx)[0, :, 0] @ fn(fy)[0, :, 0].T
         estimates.append(kernel * np.exp(shift_x[:, None] + shift_y[None, :]))
     exact = np.exp(fn(x)[0, :, 0] @ fn(y)[0, :, 0].T / 2.0)
@@ -339,14 +399,21 @@ def test_padded_rows_and_re_decoded_positions_as_the_generators_use_them():
             np.testing.assert_allclose(outputs[i][row], full[row, i], atol=1e-5)
 
 
-def test_running_state_matches_the_kernel_formula():
+@pytest.mark.parametrize("norm", [None, 16.0])
+def test_running_state_matches_the_kernel_formula(norm):
     # favor_running_attention against NumPy: a state holding 3 keys, then
     # 3 new tokens whose key 1 is left out (attended by none, not added); weights
     # phi(q).phi(k) over the state's keys and the valid new keys s <= t,
     # normalized per row. Large stabilizers in the state are rescaled
-    # exactly (key 0 is far larger than the rest).
+    # exactly (key 0 is far larger than the rest). With `norm`, every query
+    # and key has that norm: features near exp(-64), which underflow
+    # without stabilizers that take the norms and the key sums in.
     query, key, value = _rand(1, 6, 2, 4), _rand(1, 6, 2, 4), _rand(1, 6, 2, 3)
-    key[0, 0] *= 6.0
+    if norm is None:
+        key[0, 0] *= 6.0
+    else:
+        query, key = (norm * x / np.linalg.norm(x, axis=-1, keepdims=True)
+                      for x in (query, key))
     projection = np.asarray(efficient_math.orthogonal_random_features(8, 4, seed=1))
     state = (np.zeros((1, 2, 8, 4), "float32"),
              np.full((1, 2), efficient_math.NO_STABILIZER, "float32"))
