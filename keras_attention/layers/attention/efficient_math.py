@@ -159,7 +159,7 @@ def positive_random_features(x, projection, is_query, valid=None,
             (its reciprocal's gradient would overflow); it is lowered to at
             most `_MAX_QUERY_LIFT` below the row's largest exponent, so the
             features cannot overflow, and that bound is also what a row
-            with no keys (`-inf` offsets) gets.
+            with no keys (very negative offsets) gets.
 
     Returns:
         float32 tensor `(B, L, heads, M)`, and the stabilizer when
@@ -184,9 +184,13 @@ def positive_random_features(x, projection, is_query, valid=None,
             masked = ops.where(valid[:, :, None, None], exponent, -1e30)
         stabilizer = ops.max(masked, axis=(1, 3), keepdims=True)  # (B,1,heads,1)
     stabilizer = ops.stop_gradient(stabilizer)
-    features = ops.exp(exponent - stabilizer) / math.sqrt(num_features)
+    shifted = exponent - stabilizer
     if valid is not None:
-        features = features * ops.cast(valid, "float32")[:, :, None, None]
+        # Zero features for invalid keys by their exponent, not by a product
+        # after `exp`: in a row with no valid key the stabilizer is -1e30,
+        # `exp(shifted)` overflows, and `inf * 0` gave NaN gradients.
+        shifted = ops.where(valid[:, :, None, None], shifted, -1e30)
+    features = ops.exp(shifted) / math.sqrt(num_features)
     if return_stabilizer:
         return features, stabilizer
     return features  # (B, L, heads, M)
@@ -194,12 +198,14 @@ def positive_random_features(x, projection, is_query, valid=None,
 
 def _log_key_sums(key_sums, groups):
     """`(B, L, K, M)` key feature sums -> `(B, L, K * G, M)` log offsets for
-    grouped query heads (`positive_random_features`' `row_offset`); `-inf`
-    where a sum is zero. No gradient: it only picks the stabilizer."""
+    grouped query heads (`positive_random_features`' `row_offset`). Sums
+    below 1e-37 (zero where no key is attended) count as 1e-37, so no `-inf`
+    arises (`tf.debugging.enable_check_numerics` stays quiet) and such rows
+    get the lift bound. No gradient: it only picks the stabilizer."""
     key_sums = ops.stop_gradient(key_sums)
     if groups > 1:
         key_sums = ops.repeat(key_sums, groups, axis=2)  # head h -> kv head h // G
-    return ops.log(key_sums)
+    return ops.log(ops.maximum(key_sums, 1e-37))
 
 
 def _group_queries(features, kv_heads):
@@ -284,7 +290,7 @@ def favor_attention(
         )
     else:
         kv = ops.einsum("bskm,bske->bkme", k_feat, value)  # (B, K, M, Dv)
-        k_sum = ops.sum(k_feat, axis=1)  # (B, K, M)
+        k_sum = key_sums[:, 0]  # (B, K, M)
         numerator = ops.einsum("btkgm,bkme->btkge", q_feat, kv)  # (B,T,K,G,Dv)
         denominator = ops.einsum("btkgm,bkm->btkg", q_feat, k_sum)  # (B,T,K,G)
     out = _safe_divide(numerator, denominator[..., None])  # (B, T, K, G, Dv)

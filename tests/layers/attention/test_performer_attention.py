@@ -271,6 +271,32 @@ def test_fully_masked_rows_return_a_zero_context():
     assert np.all(np.isfinite(out))
 
 
+@pytest.mark.parametrize("causal", [False, True])
+def test_a_fully_padded_example_leaves_the_others_gradients_alone(causal):
+    # Example 1 has no valid token (an empty text in a padded batch). It
+    # must contribute nothing: every gradient equals that of example 0
+    # alone. Before, its keys' features were `exp(x + 1e30) * 0` = NaN, and
+    # NaN reached every weight's gradient.
+    layer = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8)
+    x = _rand(2, 5, 8)
+    mask = np.array([[True, True, True, False, False], [False] * 5])
+    layer(x, x)
+
+    def loss(x, mask):
+        out = layer(x, x, query_mask=mask, value_mask=mask, use_causal_mask=causal)
+        return keras.ops.sum(out * mask[:, :, None])  # padded outputs are bias only
+
+    weights = layer.trainable_weights
+    both = gradients(lambda x: loss(x, mask), (x,), weights)
+    alone = gradients(lambda x: loss(x, mask[:1]), (x[:1],), weights)
+    for g in both:
+        assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(both[0][1], 0.0)
+    np.testing.assert_allclose(both[0][:1], alone[0], rtol=1e-5, atol=1e-6)
+    for g_both, g_alone in zip(both[1:], alone[1:]):
+        np.testing.assert_allclose(g_both, g_alone, rtol=1e-5, atol=1e-6)
+
+
 def test_feature_redraw():
     x = _rand(2, 6, 8)
     fixed = PerformerAttention(num_heads=2, key_dim=4, num_random_features=8, seed=1)
