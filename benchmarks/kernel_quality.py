@@ -123,20 +123,32 @@ With four times the training data, every kernel in one run
 (`--train-examples 16000 --local-global-tokens 8`, 20 epochs, seeds 0 and
 1): exact 1.000 / 1.000, local (radius 8) with 8 global tokens 1.000 /
 1.000 (meets the target; at 4000 examples seed 1 overfitted to 0.841),
-BigBird 1.000 / 1.000, Performer 0.4865 / 1.000 (seed 0 stayed at chance,
-where both seeds scored 1.000 at 4000 examples), Linformer k = T/4 0.500 /
-0.4965 (still at chance with learned projections). So local attention with
-Longformer's global tokens and BigBird reach exact attention's accuracy on
-this task once the data suffice; without global tokens local attention is
-capped by its receptive field (above), and Linformer's sequence projection
-at k = T/4 did not learn the far-pair dependency in any data regime or
-variant recorded here.
+BigBird 1.000 / 1.000, Linformer k = T/4 0.500 / 0.4965 (still at chance
+with learned projections). So local attention with Longformer's global
+tokens and BigBird reach exact attention's accuracy on this task once the
+data suffice; without global tokens local attention is capped by its
+receptive field (above), and Linformer's sequence projection at k = T/4
+did not learn the far-pair dependency in any data regime or variant
+recorded here.
+
+Performer in that run scored 0.4865 / 1.000: seed 0's training went NaN at
+step 598 (epoch 3), after which it predicted class 0 for every example
+(0.4865 is the test set's share of label 0; the 0.5015 of seed 0 in the
+40,000-example run below is that set's share too). The FAVOR+ denominators
+`phi(q) . sum_j phi(k_j)` had sunk to about 1e-20 as attention sharpened,
+and the gradients of their reciprocals overflowed. The stabilizers now
+take the feature norms and the key sums in
+(`layers.attention.efficient_math.positive_random_features`), so the
+largest term of every denominator is `1 / sqrt(M)`. Re-run after the fix
+(`--train-examples 16000 --kernels dot_product performer`): exact 1.000 /
+1.000, Performer 1.000 / 1.000 (meets the target).
 
 The results depend on the data regime, not only on the kernel. With ten
 times the data, each example seen twice (`--train-examples 40000
 --epochs 2`: the same 1,250 steps as the default 4,000 x 20), exact
-attention still scores 1.000 on both seeds, but Performer 0.5015 / 1.000,
-BigBird 0.739 / 0.920 (one pattern for all layers; on the default data
+attention still scores 1.000 on both seeds, but Performer 0.5015 / 1.000
+(seed 0 went NaN, see above; after the fix 1.000 / 1.000, `--train-examples
+40000 --epochs 2 --kernels dot_product performer`), BigBird 0.739 / 0.920 (one pattern for all layers; on the default data
 with each layer's own: 1.000 / 0.9995), local 0.668 / 0.565 (near pairs 0.71: more data
 helps it there), learned Linformer k = T/4 0.4985 / 0.4925 (so its
 failure is not memorisation), fixed pooling Linformer k = T/2 1.000 /
