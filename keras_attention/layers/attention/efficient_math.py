@@ -244,6 +244,16 @@ def favor_attention(
     chunks), so memory is `O(T * chunk + (T / chunk) * M * Dv)`. Query `i`
     sees keys `j <= i` (top-left aligned, as `causal_mask`).
 
+    Numerics: the key features share one stabilizer (the sequence's largest
+    key exponent), and each query row's is set by the key sums it divides
+    by (every key, or its prefix when causal), so the largest term of every
+    denominator is `1 / sqrt(M)` (see `positive_random_features`). The one
+    limit: a causal query whose visible keys all lie more than
+    `_MAX_QUERY_LIFT` (40) e-folds below the sequence's largest key
+    exponent gets a denominator below `1 / sqrt(M)` (about
+    `exp(40 - spread)`); its reciprocal's gradient overflows float32 only
+    past a spread of about 84.
+
     Args:
         query: `(B, T, H, D)`.
         key: `(B, S, K, D)`.
