@@ -139,8 +139,9 @@ def positive_random_features(x, projection, is_query, valid=None,
     is subtracted inside the exponent: per row for queries, and one maximum
     over all (valid) keys and features for keys -- both cancel in the
     attention normalization. The constant includes the `|x|^2 / 2` term, so
-    the largest feature of a key set (or of a row) is exactly `1 / sqrt(M)`:
-    long queries and keys do not underflow. Computed in float32.
+    the largest feature of a key set (or of a row, without `row_offset`) is
+    exactly `1 / sqrt(M)`: long queries and keys do not underflow. Computed
+    in float32.
 
     Args:
         x: `(B, L, heads, D)` queries or keys.
