@@ -59,10 +59,8 @@ tokens; `canonical_matmul` in `TokenProjection` and
 `...token_projection.TokenDense`; `--plain-kernel-gradients` adds our
 stack traced with plain kernel gradients to the run, as one more peer: it
 measured 1.03x / 1.026x slower at (a) and 1.001x / 1.018x at (b) in two
-runs). A
-fused Q/K/V product was tried and
-measured: no training gain, 4% slower batch-1
-inference, so it is not used.
+runs). A fused Q/K/V product was tried and measured: no training gain, 4%
+slower batch-1 inference, so it is not used.
 
 Run (the lines in benchmarks/results/encoder_throughput.jsonl were produced this way):
 

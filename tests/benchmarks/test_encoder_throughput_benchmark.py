@@ -3,6 +3,7 @@
 import re
 
 import pytest
+from hlo_utils import gradient_hlo
 
 pytestmark = pytest.mark.tf_only(reason="the benchmark times TensorFlow models")
 
@@ -57,14 +58,8 @@ def test_compiled_training_steps_compute_as_many_products_as_the_floor(
         "keras_mha": lambda: benchmark.keras_mha_stack(TINY),
     }[stack]()
     x = tf.random.normal((TINY["batch"], TINY["length"], TINY["hidden"]), seed=0)
-
-    @tf.function(jit_compile=True)
-    def step(x):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.square(model(x, training=True)))
-        return tape.gradient(loss, model.trainable_variables)
-
-    hlo = step.experimental_get_compiler_ir(x)(stage="optimized_hlo")
+    hlo = gradient_hlo(lambda x: tf.reduce_mean(tf.square(model(x, training=True))),
+                       x, model.trainable_variables)
     per_layer = 6 * 3 + 2 * 3
     assert count_dots(hlo) == TINY["layers"] * per_layer - 3
 

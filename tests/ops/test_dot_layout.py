@@ -18,6 +18,9 @@ pytestmark = pytest.mark.tf_only(reason="XLA compilation through tf.function")
 tf = pytest.importorskip("tensorflow")
 import keras  # noqa: E402
 
+from hlo_utils import dots  # noqa: E402
+from hlo_utils import token_axis_dots  # noqa: E402
+
 from keras_attention.ops import attention_combine  # noqa: E402
 from keras_attention.ops import attention_logits  # noqa: E402
 from keras_attention.ops import blockwise_attention  # noqa: E402
@@ -127,13 +130,6 @@ def test_canonical_matmul_of_other_ranks_is_matmul():
     np.testing.assert_allclose(got, x @ w, atol=1e-5)
 
 
-def _token_axis_dots(optimized_hlo):
-    """2-D dots whose lhs contracts its first axis (`X^T dY`, a sum over
-    the tokens: the form XLA:CPU runs below the canonical rate)."""
-    return [line for line in _dots(optimized_hlo)
-            if "lhs_batch_dims" not in line and "lhs_contracting_dims={0}" in line]
-
-
 @pytest.mark.parametrize("product", ["matmul", "canonical_matmul"])
 def test_compiled_kernel_gradient_is_canonical_only_through_the_route(product):
     x = tf.constant(np.ones((256, 32)), "float32")
@@ -147,10 +143,10 @@ def test_compiled_kernel_gradient_is_canonical_only_through_the_route(product):
         return tape.gradient(loss, w)
 
     hlo = _xla(fn).experimental_get_compiler_ir(x, w)(stage="optimized_hlo")
-    assert _dots(hlo)
+    assert dots(hlo)
     # The plain product's kernel gradient is the token-axis form (so the
     # pattern sees it); the route leaves none.
-    assert len(_token_axis_dots(hlo)) == (1 if product == "matmul" else 0)
+    assert len(token_axis_dots(hlo)) == (1 if product == "matmul" else 0)
 
 
 def test_canonical_einsum_second_order_equals_einsum():
@@ -279,15 +275,11 @@ def test_second_order_gradients_equal_the_einsum_route():
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
-def _dots(optimized_hlo):
-    return re.findall(r"= \S+ dot\([^)]*\)[^\n]*", optimized_hlo)
-
-
 def _leading_axis_dots(optimized_hlo):
     """Batched dots whose lhs contracts an axis other than its last (rhs
     contracting its last axis, `A B^T`, runs at full speed)."""
     bad = []
-    for line in _dots(optimized_hlo):
+    for line in dots(optimized_hlo):
         if "lhs_batch_dims" not in line:
             continue
         rank = len(re.search(r"= \w+\[([\d,]*)\]", line).group(1).split(","))
@@ -324,7 +316,7 @@ def _compiled_backward_hlo(kernel, length=64, block=None):
 def test_compiled_backward_has_only_canonical_batched_dots(kernel):
     # Blockwise: two query blocks of 256 rows (the route's threshold).
     hlo = _compiled_backward_hlo(kernel, length=512, block=256)
-    assert _dots(hlo)  # the pattern sees the dots
+    assert dots(hlo)  # the pattern sees the dots
     assert _leading_axis_dots(hlo) == []
 
 
