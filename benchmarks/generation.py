@@ -41,10 +41,13 @@ machine `context`; lines are appended to
    kernels with cached decoding), comparisons 1 and 2 run on it, and a
    third line compares its cached greedy search with the same model
    using exact attention (`dot_product`, same sizes and seed), so
-   `ratio = K tokens/s / exact tokens/s`. Local's and BigBird's caches
-   hold every position (O(S_max) work per token, as exact attention's);
-   Performer's is a fixed-size running state (O(M Dv) per token and head,
-   M random features).
+   `ratio = K tokens/s / exact tokens/s`. BigBird's cache holds every
+   position (O(S_max) work per token, as exact attention's); local's is a
+   ring of its g + w reachable positions and the prompt's P (O(g + w + P)
+   work and memory per token: the generator re-decodes from the shortest
+   prompt's end); Performer's is a fixed-size running state (O(M Dv) per token
+   and head, M random features). The line's `cache_bytes` gives the size
+   of both models' decoding caches at this batch and length.
 
 Run:
 
@@ -126,6 +129,14 @@ def keras_hub_model(sizes, vocabulary_size, max_length):
     model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
     model.compile(sampler="greedy", jit_compile=True)
     return model
+
+
+def cache_bytes(generator, batch, length, prompt_length):
+    """Bytes of the decoding caches a generator makes for `batch` rows of
+    `length` positions after a prompt of `prompt_length` (every layer's
+    keys and values, or running state)."""
+    caches = generator.parts.empty_caches(batch, length, rewind=prompt_length)
+    return int(sum(np.asarray(t).nbytes for t in keras.tree.flatten(caches)))
 
 
 def main(argv=None):
@@ -238,6 +249,10 @@ def main(argv=None):
             lines.append(common.record(
                 "generation", config, "tokens_per_second", rate["cached"],
                 EXACT, rate["exact"],
+                cache_bytes={
+                    "ours": cache_bytes(generator, batch, max_length, args.prompt_length),
+                    "peer": cache_bytes(exact, batch, max_length, args.prompt_length),
+                },
                 new_tokens_per_row=generated, retraced_while_timing=retraced,
                 cpu_time_ratio=round(times["exact"].cpu_seconds
                                      / times["cached"].cpu_seconds, 3),

@@ -148,9 +148,14 @@ class DecodingParts:
             for block in self.decoder_blocks
         ]
 
-    def empty_caches(self, rows, length):
-        """Zero self-attention caches `(N, L, K, D)` of every decoder block."""
-        return [block.get_initial_cache(rows, length) for block in self.decoder_blocks]
+    def empty_caches(self, rows, length, rewind=0):
+        """Empty self-attention caches of every decoder block (`(N, L, K,
+        D)` keys and values for exact attention), for decoding that may
+        start `rewind` positions before the newest one written."""
+        return [
+            block.get_initial_cache(rows, length, rewind=rewind)
+            for block in self.decoder_blocks
+        ]
 
     def output_head(self):
         """The output projection `(kernel (E, V), bias (V,) or None)`.

@@ -382,7 +382,9 @@ class Generator:
     def _prefill(self, tokens, prompt_width, context):
         """Caches holding the keys/values of the padded prompt positions."""
         rows, length = tokens.shape
-        caches = self.parts.empty_caches(rows, length)
+        # The loop re-decodes from the shortest prompt's last position, up
+        # to `prompt_width` positions before the newest one prefilled.
+        caches = self.parts.empty_caches(rows, length, rewind=prompt_width)
         prompt = tokens[:, :prompt_width]  # (N, P)
         _, caches = self.parts.decode_cached(
             prompt, 0, caches, ops.not_equal(tokens, 0), context

@@ -44,15 +44,19 @@ class LocalAttention(MultiHeadAttention):
     explicit masks, grouped heads, rotary embeddings, additive
     `attention_bias`, dropout, `return_attention_scores` (the weights are
     scattered into a dense `(B, H, T, S)` tensor, for inspection only) and
-    a self-attention KV cache for incremental decoding (`get_initial_cache`;
-    the cache holds every position, `(B, S_max, K, D)`, like
-    `MultiHeadAttention`'s, but a causal step gathers only the `T + w`
-    positions in its reach and the global ones, so its cost does not grow
-    with `S_max`; with `return_attention_scores` the band is applied to
-    `MultiHeadAttention`'s cached attention over the whole cache). A
-    cross-attention cache is not supported: the window is over the
-    positions of one sequence. A query with no attendable key in its window
-    returns a zero context.
+    a self-attention KV cache for incremental decoding. The cache
+    (`get_initial_cache`) is a rolling buffer, as Mistral's: the `g`
+    global positions and a ring of the last `w` (plus `rewind`), the
+    newest overwriting the oldest, so decoding costs `O(g + w)` time and
+    memory per token however long the sequence, and may run past
+    `max_length` (attention sinks plus a sliding window, as in streaming
+    decoding). With a cache, `value_mask`, `key_mask`, `attention_mask`
+    and `attention_bias` cover the sequence's positions (any length that
+    reaches the new tokens), not the cache slots; `return_attention_scores`
+    gives scores over the slots, so only while they hold positions
+    `0 .. C - 1` in order. A cross-attention cache is not supported: the
+    window is over the positions of one sequence. A query with no
+    attendable key in its window returns a zero context.
 
     Args:
         num_heads: number of query heads H.
@@ -94,10 +98,10 @@ class LocalAttention(MultiHeadAttention):
         attention_bias: optional float tensor of shape `(B or 1, H or 1,
             T or 1, S or 1)` added to the logits.
         cache: optional self-attention cache `(key_cache, value_cache)`
-            from `get_initial_cache`; the new tokens are written at
-            `cache_index` (see `MultiHeadAttention`).
-        cache_index: position of the first new token in the cache; required
-            with a `cache`.
+            from `get_initial_cache` (a rolling buffer, see above); the new
+            tokens are written at `cache_index`.
+        cache_index: position of the first new token in the sequence;
+            required with a `cache`.
 
     Returns:
         `(B, T, output features)` tensor, or `(output, scores)` with
@@ -108,7 +112,9 @@ class LocalAttention(MultiHeadAttention):
         ValueError: on invalid constructor arguments (`window_size < 1`,
             `num_global_tokens < 0`, and
             those of `MultiHeadAttention`), inputs or masks of the wrong
-            shape, or a `cache` without `cache_index` (cross-attention).
+            shape, a `cache` without `cache_index` (cross-attention), masks
+            or bias that do not reach the new tokens' positions, or
+            `return_attention_scores` once the cache may have wrapped.
 
     Example:
 
@@ -122,13 +128,22 @@ class LocalAttention(MultiHeadAttention):
     longformer = LocalAttention(num_heads=2, key_dim=8, window_size=2,
                                 num_global_tokens=1)
     z = longformer(x, x)  # (2, 10, 16)
+    # Streaming decoding: 2 + 1 cache slots, however many tokens follow.
+    cache = longformer.get_initial_cache(batch_size=2, max_length=10)
+    for i in range(10):
+        out, cache = longformer(x[:, i:i + 1], x[:, i:i + 1], cache=cache,
+                                cache_index=i, use_causal_mask=True)
+    tuple(cache[0].shape)  # (2, 3, 2, 8)
     ```
 
     References:
         Beltagy et al., 2020, "Longformer: The Long-Document Transformer"
         (sliding-window and global attention).
         Xiao et al., 2023, "Efficient Streaming Language Models with
-        Attention Sinks" (leading tokens every causal query attends).
+        Attention Sinks" (leading tokens every causal query attends; a
+        cache of the sinks and a rolling window).
+        Jiang et al., 2023, "Mistral 7B" (sliding-window attention with a
+        rolling buffer cache).
         Parmar et al., 2018, "Image Transformer" (blockwise local attention).
     """
 
@@ -183,6 +198,86 @@ class LocalAttention(MultiHeadAttention):
             "a cross-attention cache (its window is over the positions of one sequence)",
         )
 
+    def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
+        """An all-zero rolling self-attention KV cache of `g + w + rewind`
+        positions.
+
+        A causal query sees at most the `w` positions before it and the `g`
+        global ones, so the cache keeps only those: slots `0 .. g - 1` hold
+        the global positions, and the other `R = w + rewind` slots are a
+        ring in which position `p >= g` goes to slot `g + (p - g) mod R`
+        (the newest positions overwrite the oldest). Memory is
+        `O(g + w + rewind)` per sequence whatever `max_length`, and decoding
+        may go past `max_length` (as long as the masks and bias passed cover
+        the positions). When `max_length <= g + w + rewind` the cache is
+        `max_length` long and holds every position in order, as
+        `MultiHeadAttention`'s.
+
+        A call writes its tokens at `cache_index` and forgets what the
+        cache held at those and later positions. It may start up to
+        `rewind` positions before the newest position written, i.e. re-decode
+        them (`CausalLMGenerator` prefills a padded prompt of width P, then
+        decodes again from the shortest prompt's end, so it asks for
+        `rewind=P`); starting farther back would need positions the ring
+        has overwritten.
+
+        Args:
+            batch_size: B (int or scalar tensor).
+            max_length: S_max, the longest sequence to decode; the cache
+                holds `min(max_length, g + w + rewind)` positions.
+            dtype: dtype of the cache; defaults to the compute dtype.
+            rewind: non-negative int, how far back a call may start (0:
+                strictly sequential decoding).
+
+        Returns:
+            Tuple `(key_cache, value_cache)` of shapes `(B, C, K, D)` and
+            `(B, C, K, Dv)`, `C = min(max_length, g + w + rewind)`.
+
+        Raises:
+            ValueError: if `batch_size` or `max_length` is not a positive
+                int, or `rewind` not a non-negative int.
+
+        Example:
+
+        ```python
+        from keras_attention.layers import LocalAttention
+        layer = LocalAttention(num_heads=2, key_dim=4, window_size=3,
+                               num_global_tokens=1)
+        k, v = layer.get_initial_cache(batch_size=2, max_length=1000)
+        tuple(k.shape)  # (2, 4, 2, 4)
+        ```
+        """
+        self._check_cache_size(batch_size, max_length)
+        check_non_negative_int(rewind, "rewind")
+        capacity = self.num_global_tokens + self.window_size + rewind
+        if isinstance(max_length, int):
+            length = min(max_length, capacity)
+        else:
+            length = ops.minimum(ops.cast(max_length, "int32"), capacity)
+        return super().get_initial_cache(batch_size, length, dtype)
+
+    def _rolls(self, cache_length):
+        """Whether a cache of `cache_length` positions is a ring (it holds
+        the `g + w` positions a query can reach; shorter caches hold every
+        position in order and bound the decoded length)."""
+        return cache_length is None or (
+            cache_length >= self.num_global_tokens + self.window_size
+        )
+
+    def _check_cache(self, query, cache, cache_index):
+        if cache is None or cache_index is None:
+            return super()._check_cache(query, cache, cache_index)
+        length = super()._check_cache(query, cache, None)  # shapes only
+        if not (self._rolls(length) and isinstance(cache_index, int)):
+            # Bounded caches: 0 <= cache_index <= length - T; tensors: scalars.
+            return super()._check_cache(query, cache, cache_index)
+        if cache_index < 0:
+            raise ValueError(
+                "Received an invalid value for argument `cache_index`, "
+                f"expected 0 <= cache_index. Received: cache_index={cache_index}"
+            )
+        return length
+
     def _check_call_args(self, query, value, key, attention_mask, attention_bias,
                          cache, cache_index):
         if cache is not None and cache_index is None:
@@ -191,9 +286,18 @@ class LocalAttention(MultiHeadAttention):
                 "the position of the new tokens in a self-attention cache (a "
                 "cross-attention cache has no window)",
             )
-        return super()._check_call_args(
-            query, value, key, attention_mask, attention_bias, cache, cache_index
+        if cache is None:
+            return super()._check_call_args(
+                query, value, key, attention_mask, attention_bias, cache, cache_index
+            )
+        # With a cache, masks and bias cover the sequence's positions (any
+        # length L >= cache_index + T), not the cache slots.
+        length = super()._check_call_args(
+            query, value, key, attention_mask, None, cache, cache_index
         )
+        if attention_bias is not None:
+            self._check_attention_bias(attention_bias, query, None)
+        return length
 
     def call(
         self,
@@ -307,52 +411,154 @@ class LocalAttention(MultiHeadAttention):
     def _call_with_cache(self, query, value, key, query_mask, value_mask, key_mask,
                          attention_mask, use_causal_mask, return_attention_scores,
                          training, attention_bias, cache, cache_index):
-        """Decoding: `MultiHeadAttention`'s cached attention with the window
-        band `|i - j| <= w` (or a global position) over the cache positions
-        (query `t` is at position `cache_index + t`). Causal calls of static
-        length attend only the cache positions in reach
-        (`_attend_cache_window`)."""
+        """Decoding over the rolling cache (`get_initial_cache`): the new
+        tokens (query `t` at position `cache_index + t`) attend the cached
+        slots and themselves, with the window band `|i - j| <= w` (or a
+        global position) over their positions, `O(T (g + w + T))` per
+        call; then the new keys and values overwrite the oldest slots.
+        Masks and bias cover the sequence's positions and are read at the
+        positions the slots hold."""
         self._check_call_args(
             query, value, key, attention_mask, attention_bias, cache, cache_index
         )
-        query_positions = ops.cast(cache_index, "int32") + ops.arange(
-            ops.shape(query)[1], dtype="int32"
-        )  # (T,)
-        key_positions = ops.arange(ops.shape(cache[0])[1], dtype="int32")  # (S_max,)
-        distance = query_positions[:, None] - key_positions[None, :]  # (T, S_max)
-        band = ops.less_equal(ops.abs(distance), self.window_size)  # (T, S_max)
+        q_len = query.shape[1]
+        needed = (
+            cache_index + q_len
+            if isinstance(cache_index, int) and q_len is not None
+            else None
+        )
+        index = ops.cast(cache_index, "int32")
+        if return_attention_scores:
+            return self._scores_over_cache(
+                query, value, key, query_mask, value_mask, key_mask,
+                attention_mask, use_causal_mask, training, attention_bias,
+                cache, cache_index, needed,
+            )
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, T, K, D)
+        value_proj = self.value_dense(value)  # (B, T, K, Dv)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
+            key_proj = self.rotary_embedding(key_proj, start_index=cache_index)
+        key_cache = ops.cast(cache[0], self.compute_dtype)  # (B, C, K, D)
+        value_cache = ops.cast(cache[1], self.compute_dtype)  # (B, C, K, Dv)
+        stored, filled = self._slot_positions(ops.shape(key_cache)[1], index)
+        new = index + ops.arange(ops.shape(query)[1], dtype="int32")  # (T,)
+        positions = ops.concatenate([stored, new], axis=0)  # (C + T,)
+        held = ops.concatenate([filled, ops.ones_like(new, dtype="bool")], axis=0)
+        keys = ops.concatenate([key_cache, key_proj], axis=1)  # (B, C + T, K, D)
+        values = ops.concatenate([value_cache, value_proj], axis=1)
+        band = self._band(new, positions, use_causal_mask)  # (T, C + T)
+        read = dict(positions=positions, needed=needed)
+        mask = compute_attention_mask(
+            query, keys, query_mask=query_mask,
+            value_mask=_at_positions(value_mask, "value_mask", **read),
+            key_mask=_at_positions(key_mask, "key_mask", **read),
+            attention_mask=_at_positions(attention_mask, "attention_mask", **read),
+        )
+        mask = merge_masks(mask, ops.logical_and(band, held[None, :]))
+        attended = scaled_dot_product_attention(
+            query_proj, keys, values, mask=mask,
+            bias=_at_positions(attention_bias, "attention_bias", **read),
+            scale=1.0 / math.sqrt(self.key_dim),
+            dropout=self.dropout,
+            seed=self.seed_generator,
+            training=bool(training),
+        )  # (B, T, H, Dv)
+        new_cache = (
+            self._write_slots(key_cache, key_proj, index),
+            self._write_slots(value_cache, value_proj, index),
+        )
+        return self.output_dense(attended), new_cache
+
+    def _band(self, query_positions, key_positions, causal):
+        """`(T, S)` boolean structure: the window `|i - j| <= w`, global
+        keys (and global queries when not causal), `j <= i` when causal."""
+        distance = query_positions[:, None] - key_positions[None, :]  # (T, S)
+        band = ops.less_equal(ops.abs(distance), self.window_size)
         if self.num_global_tokens:
             band = ops.logical_or(
                 band, ops.less(key_positions, self.num_global_tokens)[None, :]
             )
-            if not use_causal_mask:
+            if not causal:
                 band = ops.logical_or(
                     band, ops.less(query_positions, self.num_global_tokens)[:, None]
                 )
-        band = band[None]  # (1, T, S_max)
-        if attention_mask is not None:
-            if len(attention_mask.shape) == 4:
-                band = band[:, None]  # (1, 1, T, S_max)
-            band = ops.logical_and(band, ops.cast(attention_mask, "bool"))
-        q_len, s_max = query.shape[1], cache[0].shape[1]
-        width = None if q_len is None else q_len + self.window_size
-        if (
-            not use_causal_mask
-            or return_attention_scores
-            or width is None
-            or s_max is None
-            or self.num_global_tokens + width >= s_max
+        if causal:
+            band = ops.logical_and(band, ops.greater_equal(distance, 0))
+        return band
+
+    def _slot_positions(self, cache_length, written):
+        """`(positions (C,), filled (C,))`: the position each cache slot holds
+        once positions `0 .. written - 1` are in, and whether it holds one.
+        Slots `0 .. g - 1` hold the global positions; slot `g + r` the
+        newest position `p >= g` with `(p - g) mod (C - g) == r`. After a
+        rewind (positions up to `written - 1 + rewind` were written before)
+        the slots of the newer positions read as positions more than `w`
+        before `written`, outside every new query's window."""
+        num_global = ops.minimum(self.num_global_tokens, cache_length)
+        ring = ops.maximum(cache_length - num_global, 1)
+        slots = ops.arange(cache_length, dtype="int32")  # (C,)
+        offset = slots - num_global  # index in the ring (negative: global)
+        newest = written - 1 - num_global  # ring index of the newest position
+        laps = ops.floor_divide(ops.maximum(newest - offset, 0), ring)
+        is_global = ops.less(slots, num_global)
+        positions = ops.where(is_global, slots, num_global + offset + ring * laps)
+        filled = ops.where(
+            is_global, ops.less(slots, written), ops.less_equal(offset, newest)
+        )
+        return positions, filled
+
+    def _write_slots(self, cache, new, index):
+        """`cache (B, C, ...)` with the slots of positions `index ..
+        index + T - 1` (the newest C of them) taken from `new (B, T, ...)`."""
+        count = ops.shape(new)[1]
+        positions, filled = self._slot_positions(ops.shape(cache)[1], index + count)
+        from_new = ops.logical_and(filled, ops.greater_equal(positions, index))
+        rows = ops.take(new, ops.clip(positions - index, 0, count - 1), axis=1)
+        from_new = ops.reshape(from_new, (1, -1) + (1,) * (len(cache.shape) - 2))
+        return ops.where(from_new, rows, cache)  # (B, C, ...)
+
+    def _scores_over_cache(self, query, value, key, query_mask, value_mask,
+                           key_mask, attention_mask, use_causal_mask, training,
+                           attention_bias, cache, cache_index, needed):
+        """`return_attention_scores=True` with a cache: the scores are over
+        the cache slots, so only while slot `s` holds position `s` (the
+        cache has not wrapped): `MultiHeadAttention`'s cached attention with
+        the window band over the slots."""
+        cache_length = cache[0].shape[1]
+        if self._rolls(cache_length) and (
+            needed is None or cache_length is None or needed > cache_length
         ):
-            return super().call(
-                query, value, key=key, query_mask=query_mask, value_mask=value_mask,
-                key_mask=key_mask, attention_mask=band,
-                use_causal_mask=use_causal_mask,
-                return_attention_scores=return_attention_scores, training=training,
-                attention_bias=attention_bias, cache=cache, cache_index=cache_index,
+            efficient_math.reject_argument(
+                self, "return_attention_scores", True,
+                "False with a rolling cache once it may have wrapped "
+                "(scores are over the cache slots, which hold the positions "
+                "in order only while cache_index + query_length <= cache length "
+                f"= {cache_length}, with a Python int cache_index; got "
+                f"cache_index={cache_index!r}; call without a cache, or with a "
+                "cache as long as the sequence, to inspect the weights)",
             )
-        return self._attend_cache_window(
-            query, value, key, query_mask, value_mask, key_mask, band, training,
-            attention_bias, cache, cache_index, width,
+        slots = ops.arange(ops.shape(cache[0])[1], dtype="int32")  # (C,)
+        query_positions = ops.cast(cache_index, "int32") + ops.arange(
+            ops.shape(query)[1], dtype="int32"
+        )  # (T,)
+        band = self._band(query_positions, slots, use_causal_mask)[None]
+        read = dict(positions=slots, needed=None)
+        explicit = _at_positions(attention_mask, "attention_mask", **read)
+        if explicit is not None:
+            if len(explicit.shape) == 4:
+                band = band[:, None]  # (1, 1, T, C)
+            band = ops.logical_and(band, ops.cast(explicit, "bool"))
+        return super().call(
+            query, value, key=key, query_mask=query_mask,
+            value_mask=_at_positions(value_mask, "value_mask", **read),
+            key_mask=_at_positions(key_mask, "key_mask", **read),
+            attention_mask=band, use_causal_mask=use_causal_mask,
+            return_attention_scores=True, training=training,
+            attention_bias=_at_positions(attention_bias, "attention_bias", **read),
+            cache=cache, cache_index=cache_index,
         )
 
     def _with_global_keys(self, positions):
@@ -374,53 +580,35 @@ class LocalAttention(MultiHeadAttention):
         )
         return ops.concatenate([globals_, positions], axis=-1), kept, is_global
 
-    def _attend_cache_window(self, query, value, key, query_mask, value_mask,
-                             key_mask, band, training, attention_bias, cache,
-                             cache_index, width):
-        """Causal cached attention over the `width = T + w` cache positions
-        the new queries can reach (and the global ones), gathered from the
-        cache: `O(T (w + g))` per call instead of `O(T S_max)`; the same
-        result as the band over the whole cache."""
-        key = value if key is None else key
-        query_proj = self.query_dense(query)  # (B, T, H, D)
-        if self.rotary_embedding is not None:
-            query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
-        key_cache, value_cache, new_cache, filled = self._keys_and_values(
-            query, value, key, cache, cache_index, cache_index
-        )  # (B, S_max, K, D), (B, S_max, K, Dv), cache, (1, 1, 1, S_max)
-        s_max = key_cache.shape[1]
-        start = ops.clip(
-            ops.cast(cache_index, "int32") - self.window_size, 0, s_max - width
-        )
-        positions = start + ops.arange(width, dtype="int32")  # (W,)
-        slots = None
-        if self.num_global_tokens:
-            positions, slots, _ = self._with_global_keys(positions)  # (g + W,)
-        mask = compute_attention_mask(
-            query, key_cache, query_mask=query_mask, value_mask=value_mask,
-            key_mask=key_mask, attention_mask=band, use_causal_mask=True,
-            causal_offset=cache_index,
-        )  # (B|1, 1|H, T, S_max)
-        mask = ops.take(merge_masks(mask, filled), positions, axis=3)
-        mask = merge_masks(mask, slots)  # (B|1, 1|H, T, g + W)
-        bias = attention_bias
-        if bias is not None and bias.shape[3] != 1:
-            bias = ops.take(bias, positions, axis=3)  # (B|1, H|1, T|1, g + W)
-        attended = scaled_dot_product_attention(
-            query_proj,
-            ops.take(key_cache, positions, axis=1),  # (B, g + W, K, D)
-            ops.take(value_cache, positions, axis=1),  # (B, g + W, K, Dv)
-            mask=mask,
-            bias=bias,
-            scale=1.0 / math.sqrt(self.key_dim),
-            dropout=self.dropout,
-            seed=self.seed_generator,
-            training=bool(training),
-        )  # (B, T, H, Dv)
-        return self.output_dense(attended), new_cache
-
     def get_config(self):
         config = super().get_config()
         config["window_size"] = self.window_size
         config["num_global_tokens"] = self.num_global_tokens
         return config
+
+
+def _at_positions(tensor, name, positions, needed):
+    """A mask or bias over the sequence's positions (last axis, any length
+    L), read at `positions` (indices clipped into `0 .. L - 1`; slots that
+    hold no position are masked anyway). A last axis of 1 broadcasts.
+
+    Raises:
+        ValueError: when L is static and shorter than `needed` (the
+            positions the call reaches, when known).
+    """
+    if tensor is None:
+        return None
+    tensor = ops.convert_to_tensor(tensor)
+    length = tensor.shape[-1]
+    if length == 1:
+        return tensor
+    if length is not None and needed is not None and length < needed:
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected its "
+            f"last axis to cover the sequence's positions 0 .. {needed - 1} "
+            "(cache_index + query_length of them; with a cache, masks and "
+            "bias are over positions, not cache slots). Received: "
+            f"{name}.shape={tuple(tensor.shape)}"
+        )
+    limit = ops.shape(tensor)[-1]
+    return ops.take(tensor, ops.clip(positions, 0, limit - 1), axis=-1)

@@ -2,10 +2,12 @@
 
 import keras
 
+from keras_attention.layers.attention.local_attention import LocalAttention
 from keras_attention.layers.transformer import block_components
 from keras_attention.layers.transformer.transformer_block_base import (
     TransformerBlockBase,
 )
+from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_one_of
 
 
@@ -185,15 +187,49 @@ class TransformerDecoderBlock(TransformerBlockBase):
         self._build_feedforward(shape)
         self.built = True
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
-        """An empty self-attention cache `(key_cache, value_cache)`.
+    def _check_cache_positions(self, cache, cache_index, query_length):
+        """A position bias needs the sequence's positions: without a padding
+        mask over them, refuse a rolling `LocalAttention` cache unless it
+        has surely not wrapped (slot `s` still holds position `s`)."""
+        attention = self.self_attention
+        length = cache[0].shape[1]
+        unwrapped = (
+            isinstance(cache_index, int)
+            and query_length is not None
+            and length is not None
+            and cache_index + query_length <= length
+        )
+        if (
+            isinstance(attention, LocalAttention)
+            and attention._rolls(length)
+            and not unwrapped
+        ):
+            raise ValueError(
+                "Received an invalid value for argument `decoder_padding_mask`, "
+                "expected a `(batch, S_max)` mask over the sequence's positions "
+                "when a position bias meets a rolling LocalAttention cache "
+                f"(its {length} slots hold the last positions, not positions "
+                f"0 .. {length - 1}). Received: decoder_padding_mask=None"
+            )
+
+    def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
+        """An empty self-attention cache (see the attention layer's
+        `get_initial_cache`: `(key_cache, value_cache)` for most kernels).
 
         Args:
             batch_size: B.
             max_length: S_max, the longest sequence the cache holds.
             dtype: cache dtype; defaults to the compute dtype.
+            rewind: how far a cached call may start before the newest
+                position written (re-decoding). Only `"local"`'s rolling
+                cache keeps slots for it (`LocalAttention.get_initial_cache`);
+                the other kernels' caches allow any rewind already.
         """
-        return self.self_attention.get_initial_cache(batch_size, max_length, dtype)
+        attention = self.self_attention
+        if isinstance(attention, LocalAttention):
+            return attention.get_initial_cache(batch_size, max_length, dtype, rewind)
+        check_non_negative_int(rewind, "rewind")
+        return attention.get_initial_cache(batch_size, max_length, dtype)
 
     def compute_cross_attention_cache(self, encoder_sequence):
         """Project the encoder output once for cached cross-attention.
@@ -244,7 +280,17 @@ class TransformerDecoderBlock(TransformerBlockBase):
 
         bias = None
         if self.position_bias is not None:
-            keys = self_attention_cache[0] if cached else decoder_sequence
+            keys = decoder_sequence
+            if cached:
+                # The bias covers the sequence's positions: those of the
+                # padding mask `(B, S_max)`, else the cache's (a rolling
+                # `LocalAttention` cache holds fewer, so it needs the mask).
+                keys = decoder_padding_mask
+                if keys is None:
+                    self._check_cache_positions(
+                        self_attention_cache, cache_index, decoder_sequence.shape[1]
+                    )
+                    keys = self_attention_cache[0]
             start = 0 if cache_index is None else cache_index
             bias = self.position_bias(decoder_sequence, keys, start_index=start)
 

@@ -202,6 +202,12 @@ def test_mixed_float16_close_to_float32(causal, num_global):
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), ref_out, atol=2e-2
     )
+    if causal:
+        # Cached decoding through the float16 rolling cache (it wraps).
+        cache = half.get_initial_cache(batch_size=2, max_length=12)
+        assert keras.backend.standardize_dtype(cache[0].dtype) == "float16"
+        decoded = _decode(half, x, 12, prefill=5)
+        np.testing.assert_allclose(decoded.astype("float32"), ref_out, atol=2e-2)
 
 
 def test_long_sequence_compiled():
@@ -293,7 +299,7 @@ def test_cache_errors():
     x = _rand(1, 3, 8)
     layer(x, x)
     cache = layer.get_initial_cache(batch_size=1, max_length=3)
-    assert cache[0].shape == (1, 3, 2, 4)
+    assert cache[0].shape == (1, 2, 2, 4)  # g + w = 2 slots: a ring
     with pytest.raises(ValueError, match=r"argument `cache_index`, expected the "
                        r"position of the new tokens in a self-attention cache"):
         layer(x, x, cache=cache)
@@ -303,8 +309,33 @@ def test_cache_errors():
                        r"cache \(its window is over the positions of one sequence\), so "
                        r"`compute_cross_attention_cache`"):
         layer.compute_cross_attention_cache(x)
-    with pytest.raises(ValueError, match="argument `cache_index`, expected 0 <= "):
-        layer(x, x, cache=cache, cache_index=2)
+    with pytest.raises(ValueError, match=r"argument `cache_index`, expected 0 <= "
+                       r"cache_index. Received: cache_index=-1"):
+        layer(x, x, cache=cache, cache_index=-1)
+    # A ring takes any position; a cache shorter than g + w holds every
+    # position in order, so it bounds the decoded length.
+    layer(x, x, cache=cache, cache_index=5, use_causal_mask=True)
+    short = layer.get_initial_cache(batch_size=1, max_length=1)
+    assert short[0].shape == (1, 1, 2, 4)
+    with pytest.raises(ValueError, match="argument `cache_index`, expected 0 <= "
+                       r"cache_index <= max_length - query_length = 1 - 1"):
+        layer(x[:, :1], x[:, :1], cache=short, cache_index=1)
+    # Masks and bias cover the sequence's positions, not the cache slots.
+    with pytest.raises(ValueError, match=r"argument `value_mask`, expected its "
+                       r"last axis to cover the sequence's positions 0 \.\. 7 "):
+        layer(x, x, cache=cache, cache_index=5, value_mask=np.ones((1, 6), bool))
+    with pytest.raises(ValueError, match=r"argument `attention_bias`, expected its "
+                       r"last axis to cover the sequence's positions 0 \.\. 4 "):
+        layer(x, x, cache=cache, cache_index=2,
+              attention_bias=np.zeros((1, 2, 3, 4), "float32"))
+    # Scores are over the cache slots: only while they hold the positions
+    # in order.
+    layer(x[:, :2], x[:, :2], cache=cache, cache_index=0,
+          return_attention_scores=True)
+    with pytest.raises(ValueError, match=r"argument `return_attention_scores`, "
+                       r"expected False with a rolling cache once it may have "
+                       r"wrapped .* cache length = 2"):
+        layer(x, x, cache=cache, cache_index=0, return_attention_scores=True)
 
 
 def test_symbolic_cached_call():
@@ -449,12 +480,15 @@ def test_invalid_num_global_tokens(num_global):
                        num_global_tokens=num_global)
 
 
-@pytest.mark.parametrize("num_global,kv_heads", [(0, None), (2, 1)])
-def test_cached_window_path_equals_the_band_over_the_whole_cache(num_global, kv_heads):
-    # Causal cached calls attend only the T + w positions in reach (and the
-    # global ones), gathered from a 30-position cache; the same calls with
-    # return_attention_scores=True take the band over the whole cache.
-    # Value mask holes, an explicit mask and a bias over the cache apply.
+@pytest.mark.parametrize("num_global,kv_heads,causal", [
+    (0, None, True), (2, 1, True), (2, None, False)])
+def test_rolling_cache_equals_a_cache_of_every_position(num_global, kv_heads, causal):
+    # get_initial_cache keeps g + w slots (a ring) however long the
+    # sequence; chunks of up to 4 tokens (more than the ring's w = 2) and
+    # single steps give what the same calls over a 30-position cache of
+    # every position give (MultiHeadAttention's cached attention with the
+    # band, through return_attention_scores=True). Value mask holes, an
+    # explicit mask and a bias over the sequence's positions apply.
     keras.utils.set_random_seed(0)
     layer = LocalAttention(num_heads=2, key_dim=4, window_size=2,
                            num_global_tokens=num_global, num_key_value_heads=kv_heads)
@@ -462,24 +496,90 @@ def test_cached_window_path_equals_the_band_over_the_whole_cache(num_global, kv_
     layer(x, x)
     value_mask = np.ones((2, 30), bool)
     value_mask[0, [1, 6]] = False
-    window_calls = []
-    window_path = layer._attend_cache_window
-    layer._attend_cache_window = lambda *a: window_calls.append(1) or window_path(*a)
     chunks = ((0, 4), (4, 5), (5, 9), (9, 10), (10, 11), (11, 12))
     explicit = {c: RNG.random((2, c[1] - c[0], 30)) > 0.2 for c in chunks}
+    kv = kv_heads or 2
     outputs = {True: [], False: []}
-    for scores in (True, False):
-        cache = layer.get_initial_cache(batch_size=2, max_length=30)
+    for every_position in (True, False):
+        if every_position:
+            cache = (np.zeros((2, 30, kv, 4), "float32"),) * 2
+        else:
+            cache = layer.get_initial_cache(batch_size=2, max_length=30)
+            assert tuple(cache[0].shape) == (2, num_global + 2, kv, 4)
         for start, stop in chunks:
             t = stop - start
             bias = np.linspace(-1, 1, 2 * t * 30).reshape(1, 2, t, 30).astype("float32")
-            result = layer(x[:, start:stop], x[:, start:stop], use_causal_mask=True,
+            result = layer(x[:, start:stop], x[:, start:stop], use_causal_mask=causal,
                            value_mask=value_mask,
                            attention_mask=explicit[(start, stop)],
                            attention_bias=bias, cache=cache, cache_index=start,
-                           return_attention_scores=scores)
-            out, cache = (result[0], result[2]) if scores else result
-            outputs[scores].append(fn(out))
+                           return_attention_scores=every_position)
+            out, cache = (result[0], result[2]) if every_position else result
+            outputs[every_position].append(fn(out))
     np.testing.assert_allclose(np.concatenate(outputs[False], axis=1),
                                np.concatenate(outputs[True], axis=1), atol=1e-5)
-    assert len(window_calls) == len(chunks)  # every call without scores
+
+
+@pytest.mark.parametrize("num_global", [0, 1])
+def test_rolling_cache_decodes_past_max_length_in_constant_memory(num_global):
+    # A cache made for 4 positions (g + w = 2 or 3 slots) decodes 16: every
+    # step equals the full causal pass, under XLA on JAX, in a cache whose
+    # size never changes (attention sinks plus a sliding window, as in
+    # streaming decoding).
+    keras.utils.set_random_seed(0)
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2,
+                           num_global_tokens=num_global,
+                           rotary_embedding=RotaryEmbedding())
+    x = _rand(2, 16, 8)
+    full = fn(layer(x, x, use_causal_mask=True))
+    cache = layer.get_initial_cache(batch_size=2, max_length=4)
+    shape = tuple(cache[0].shape)
+    assert shape == (2, num_global + 2, 2, 4)
+    step = layer
+    if keras.backend.backend() == "jax":
+        import jax
+
+        step = jax.jit(lambda q, c, i: layer(q, q, use_causal_mask=True, cache=c,
+                                             cache_index=i))
+    outputs = []
+    for i in range(16):
+        if step is layer:
+            out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
+                               cache=cache, cache_index=i)
+        else:
+            out, cache = step(x[:, i:i + 1], cache, i)
+        assert tuple(cache[0].shape) == shape
+        outputs.append(fn(out))
+    np.testing.assert_allclose(np.concatenate(outputs, axis=1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize("num_global", [0, 1])
+def test_rolling_cache_rewinds_up_to_rewind_positions(num_global):
+    # Prefill 6 tokens, then decode again from position 2 with other
+    # tokens (a rewind of 4, as CausalLMGenerator does after prefilling
+    # ragged prompts): with rewind=4 the steps equal the full causal pass
+    # over the final sequence; with one slot fewer (rewind 3, or 2 when
+    # position 0 is global and needs no ring slot) the ring has overwritten
+    # position 1, which the first step needs.
+    keras.utils.set_random_seed(0)
+    layer = LocalAttention(num_heads=2, key_dim=4, window_size=2,
+                           num_global_tokens=num_global)
+    x, y = _rand(2, 6, 8), _rand(2, 10, 8)
+    final = np.concatenate([x[:, :2], y[:, 2:]], axis=1)
+    expected = fn(layer(final, final, use_causal_mask=True))[:, 2:]
+    results = {}
+    short = 3 - num_global
+    for rewind in (4, short):
+        cache = layer.get_initial_cache(batch_size=2, max_length=10, rewind=rewind)
+        assert cache[0].shape[1] == num_global + 2 + rewind
+        _, cache = layer(x, x, use_causal_mask=True, cache=cache, cache_index=0)
+        steps = []
+        for i in range(2, 10):
+            out, cache = layer(y[:, i:i + 1], y[:, i:i + 1], use_causal_mask=True,
+                               cache=cache, cache_index=i)
+            steps.append(fn(out))
+        results[rewind] = np.concatenate(steps, axis=1)
+    np.testing.assert_allclose(results[4], expected, atol=1e-5)
+    assert not np.allclose(results[short][:, 0], expected[:, 0], atol=1e-3)
+    with pytest.raises(ValueError, match="argument `rewind`, expected a non-negative"):
+        layer.get_initial_cache(batch_size=2, max_length=10, rewind=-1)

@@ -241,21 +241,50 @@ def test_kv_cache_is_rejected_by_linformer_decoders():
         block.get_initial_cache(batch_size=2, max_length=6)
 
 
-@pytest.mark.parametrize("kernel,options", [
-    ("local", {"window_size": 2}), ("performer", {"num_random_features": 16}),
-    ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1})])
-def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options):
+@pytest.mark.parametrize("kernel,options,scheme", [
+    (kernel, options, scheme)
+    for kernel, options in (
+        ("local", {"window_size": 2}), ("performer", {"num_random_features": 16}),
+        ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1}))
+    for scheme in (None, "alibi", "relative")
+    if kernel != "performer" or scheme is None  # Performer takes no bias
+])
+def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options, scheme):
+    # Local's cache is a ring of w = 2 slots here, so it wraps: the bias
+    # is read at the positions the slots hold (over the padding mask's
+    # positions).
     keras.utils.set_random_seed(0)
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, norm_first=True,
                                     attention_kernel=kernel,
-                                    attention_kernel_options=options)
-    full = np.asarray(block(X))  # (2, 6, 16), causal
+                                    attention_kernel_options=options,
+                                    position_scheme=scheme)
+    padding = np.ones((2, 6), bool)
+    padding[1, 4:] = False
+    full = np.asarray(block(X, decoder_padding_mask=padding))  # (2, 6, 16), causal
     cache = block.get_initial_cache(batch_size=2, max_length=6)
     steps = []
     for i in range(6):
-        out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i)
+        out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i,
+                           decoder_padding_mask=padding)
         steps.append(np.asarray(out))
-    np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    steps = np.concatenate(steps, axis=1)
+    np.testing.assert_allclose(steps[0], full[0], atol=1e-5)
+    np.testing.assert_allclose(steps[1, :4], full[1, :4], atol=1e-5)
+
+
+def test_position_bias_with_a_rolling_local_cache_needs_the_padding_mask():
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
+                                    attention_kernel="local",
+                                    attention_kernel_options={"window_size": 2},
+                                    position_scheme="alibi")
+    block(X)
+    cache = block.get_initial_cache(batch_size=2, max_length=6)
+    with pytest.raises(ValueError, match=r"argument `decoder_padding_mask`, expected a "
+                       r"`\(batch, S_max\)` mask over the sequence's positions when a "
+                       r"position bias meets a rolling LocalAttention cache \(its 2 slots"):
+        block(X[:, :1], self_attention_cache=cache, cache_index=2)
+    # Before the ring wraps, slot s holds position s.
+    block(X[:, :1], self_attention_cache=cache, cache_index=1)
 
 
 # ---------------------------------------------------------------------------
