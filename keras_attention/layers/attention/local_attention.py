@@ -46,7 +46,7 @@ class LocalAttention(MultiHeadAttention):
     scattered into a dense `(B, H, T, S)` tensor, for inspection only) and
     a self-attention KV cache for incremental decoding. The cache
     (`get_initial_cache`) is a rolling buffer, as Mistral's: the `g`
-    global positions and a ring of the last `w` (plus `rewind`), the
+    global positions and a ring of the last `w + 1` (plus `rewind`), the
     newest overwriting the oldest, so decoding costs `O(g + w)` time and
     memory per token however long the sequence, and may run past
     `max_length` (attention sinks plus a sliding window, as in streaming
@@ -128,12 +128,12 @@ class LocalAttention(MultiHeadAttention):
     longformer = LocalAttention(num_heads=2, key_dim=8, window_size=2,
                                 num_global_tokens=1)
     z = longformer(x, x)  # (2, 10, 16)
-    # Streaming decoding: 2 + 1 cache slots, however many tokens follow.
+    # Streaming decoding: 1 + 2 + 1 cache slots, however many tokens follow.
     cache = longformer.get_initial_cache(batch_size=2, max_length=10)
     for i in range(10):
         out, cache = longformer(x[:, i:i + 1], x[:, i:i + 1], cache=cache,
                                 cache_index=i, use_causal_mask=True)
-    tuple(cache[0].shape)  # (2, 3, 2, 8)
+    tuple(cache[0].shape)  # (2, 4, 2, 8)
     ```
 
     References:
@@ -199,39 +199,40 @@ class LocalAttention(MultiHeadAttention):
         )
 
     def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
-        """An all-zero rolling self-attention KV cache of `g + w + rewind`
-        positions.
+        """An all-zero rolling self-attention KV cache of `g + w + 1 +
+        rewind` positions.
 
-        A causal query sees at most the `w` positions before it and the `g`
+        A causal query sees itself, the `w` positions before it and the `g`
         global ones, so the cache keeps only those: slots `0 .. g - 1` hold
-        the global positions, and the other `R = w + rewind` slots are a
-        ring in which position `p >= g` goes to slot `g + (p - g) mod R`
-        (the newest positions overwrite the oldest). Memory is
+        the global positions, and the other `R = w + 1 + rewind` slots are
+        a ring in which position `p >= g` goes to slot `g + (p - g) mod R`
+        (the newest positions overwrite the oldest; a decoded token is
+        written in place, then attends the ring). Memory is
         `O(g + w + rewind)` per sequence whatever `max_length`, and decoding
-        may go past `max_length` (as long as the masks and bias passed cover
-        the positions). When `max_length <= g + w + rewind` the cache is
-        `max_length` long and holds every position in order, as
+        may go past `max_length` (as long as the masks and bias passed
+        cover the positions). When `max_length <= g + w + 1 + rewind` the
+        cache is `max_length` long and holds every position in order, as
         `MultiHeadAttention`'s.
 
         A call writes its tokens at `cache_index` and forgets what the
         cache held at those and later positions. It may start up to
-        `rewind` positions before the newest position written, i.e. re-decode
-        them (`CausalLMGenerator` prefills a padded prompt of width P, then
-        decodes again from the shortest prompt's end, so it asks for
-        `rewind=P`); starting farther back would need positions the ring
-        has overwritten.
+        `rewind` positions before the newest position written, i.e.
+        re-decode them (`CausalLMGenerator` prefills a padded prompt of
+        width P, then decodes again from the shortest prompt's end, so it
+        asks for `rewind=P`); starting farther back would need positions
+        the ring has overwritten.
 
         Args:
             batch_size: B (int or scalar tensor).
             max_length: S_max, the longest sequence to decode; the cache
-                holds `min(max_length, g + w + rewind)` positions.
+                holds `min(max_length, g + w + 1 + rewind)` positions.
             dtype: dtype of the cache; defaults to the compute dtype.
             rewind: non-negative int, how far back a call may start (0:
                 strictly sequential decoding).
 
         Returns:
             Tuple `(key_cache, value_cache)` of shapes `(B, C, K, D)` and
-            `(B, C, K, Dv)`, `C = min(max_length, g + w + rewind)`.
+            `(B, C, K, Dv)`, `C = min(max_length, g + w + 1 + rewind)`.
 
         Raises:
             ValueError: if `batch_size` or `max_length` is not a positive
@@ -244,12 +245,12 @@ class LocalAttention(MultiHeadAttention):
         layer = LocalAttention(num_heads=2, key_dim=4, window_size=3,
                                num_global_tokens=1)
         k, v = layer.get_initial_cache(batch_size=2, max_length=1000)
-        tuple(k.shape)  # (2, 4, 2, 4)
+        tuple(k.shape)  # (2, 5, 2, 4)
         ```
         """
         self._check_cache_size(batch_size, max_length)
         check_non_negative_int(rewind, "rewind")
-        capacity = self.num_global_tokens + self.window_size + rewind
+        capacity = self.num_global_tokens + self.window_size + 1 + rewind
         if isinstance(max_length, int):
             length = min(max_length, capacity)
         else:
@@ -258,8 +259,9 @@ class LocalAttention(MultiHeadAttention):
 
     def _rolls(self, cache_length):
         """Whether a cache of `cache_length` positions is a ring (it holds
-        the `g + w` positions a query can reach; shorter caches hold every
-        position in order and bound the decoded length)."""
+        at least the `g + w` positions a query can reach besides the new
+        ones; shorter caches hold every position in order and bound the
+        decoded length)."""
         return cache_length is None or (
             cache_length >= self.num_global_tokens + self.window_size
         )
@@ -414,8 +416,10 @@ class LocalAttention(MultiHeadAttention):
         """Decoding over the rolling cache (`get_initial_cache`): the new
         tokens (query `t` at position `cache_index + t`) attend the cached
         slots and themselves, with the window band `|i - j| <= w` (or a
-        global position) over their positions, `O(T (g + w + T))` per
-        call; then the new keys and values overwrite the oldest slots.
+        global position) over their positions; the new keys and values
+        overwrite the oldest slots. One decoded token is written first and
+        attends the `g + w + 1` slots in its reach (`O(g + w)`); a chunk of
+        T attends all C slots and itself, then is written (`O(T (C + T))`).
         Masks and bias cover the sequence's positions and are read at the
         positions the slots hold."""
         self._check_call_args(
@@ -443,13 +447,33 @@ class LocalAttention(MultiHeadAttention):
             key_proj = self.rotary_embedding(key_proj, start_index=cache_index)
         key_cache = ops.cast(cache[0], self.compute_dtype)  # (B, C, K, D)
         value_cache = ops.cast(cache[1], self.compute_dtype)  # (B, C, K, Dv)
-        stored, filled = self._slot_positions(ops.shape(key_cache)[1], index)
         new = index + ops.arange(ops.shape(query)[1], dtype="int32")  # (T,)
-        positions = ops.concatenate([stored, new], axis=0)  # (C + T,)
-        held = ops.concatenate([filled, ops.ones_like(new, dtype="bool")], axis=0)
-        keys = ops.concatenate([key_cache, key_proj], axis=1)  # (B, C + T, K, D)
-        values = ops.concatenate([value_cache, value_proj], axis=1)
-        band = self._band(new, positions, use_causal_mask)  # (T, C + T)
+        length = key_cache.shape[1]
+        if q_len == 1 and length is not None and (
+            length - min(self.num_global_tokens, length) > self.window_size
+        ):
+            # One decoded token, a ring of more than w slots: written in
+            # place first, it and the w positions before it are all in the
+            # ring; it attends those slots and the global ones only
+            # (`O(g + w)`, whatever `rewind` added to the ring).
+            new_cache = (
+                self._write_slots(key_cache, key_proj, index),  # (B, C, K, D)
+                self._write_slots(value_cache, value_proj, index),
+            )
+            slots, positions, held = self._slots_in_reach(length, index)
+            keys = ops.take(new_cache[0], slots, axis=1)  # (B, g + w + 1, K, D)
+            values = ops.take(new_cache[1], slots, axis=1)  # (B, g + w + 1, K, Dv)
+        else:
+            stored, filled = self._slot_positions(ops.shape(key_cache)[1], index)
+            positions = ops.concatenate([stored, new], axis=0)  # (C + T,)
+            held = ops.concatenate([filled, ops.ones_like(new, dtype="bool")], axis=0)
+            keys = ops.concatenate([key_cache, key_proj], axis=1)  # (B, C + T, K, D)
+            values = ops.concatenate([value_cache, value_proj], axis=1)
+            new_cache = (
+                self._write_slots(key_cache, key_proj, index),
+                self._write_slots(value_cache, value_proj, index),
+            )
+        band = self._band(new, positions, use_causal_mask)  # (T, keys)
         read = dict(positions=positions, needed=needed)
         mask = compute_attention_mask(
             query, keys, query_mask=query_mask,
@@ -466,10 +490,6 @@ class LocalAttention(MultiHeadAttention):
             seed=self.seed_generator,
             training=bool(training),
         )  # (B, T, H, Dv)
-        new_cache = (
-            self._write_slots(key_cache, key_proj, index),
-            self._write_slots(value_cache, value_proj, index),
-        )
         return self.output_dense(attended), new_cache
 
     def _band(self, query_positions, key_positions, causal):
@@ -510,9 +530,49 @@ class LocalAttention(MultiHeadAttention):
         )
         return positions, filled
 
+    def _slots_in_reach(self, cache_length, index):
+        """`(slots, positions, held)`, each `(g + w + 1,)`: the cache slots
+        of the global positions and of `index - w .. index` once `index` is
+        written (a ring of `cache_length - g > w` slots), their positions,
+        and whether each is a position to attend (window positions below
+        `g` are the global slots' already)."""
+        num_global = min(self.num_global_tokens, cache_length)
+        ring = cache_length - num_global
+        steps = ops.arange(self.window_size + 1, dtype="int32")  # (w + 1,)
+        window = index - self.window_size + steps  # (w + 1,) positions
+        # Ring index of the first one (one scalar modulo), then the others
+        # by a wrap-around step, not a modulo per element (which XLA would
+        # recompute for every element of the gather it fuses into).
+        in_ring = ops.mod(index - self.window_size - num_global, ring) + steps
+        slots = num_global + ops.where(in_ring >= ring, in_ring - ring, in_ring)
+        held = ops.greater_equal(window, num_global)
+        if not num_global:
+            return slots, window, held
+        first = ops.arange(num_global, dtype="int32")  # (g,)
+        return (
+            ops.concatenate([first, slots], axis=0),
+            ops.concatenate([first, window], axis=0),
+            ops.concatenate([ops.less_equal(first, index), held], axis=0),
+        )
+
     def _write_slots(self, cache, new, index):
         """`cache (B, C, ...)` with the slots of positions `index ..
         index + T - 1` (the newest C of them) taken from `new (B, T, ...)`."""
+        if new.shape[1] == 1:
+            # One decoded token: one slot, written in place.
+            length = cache.shape[1]
+            if length is None:
+                length = ops.shape(cache)[1]
+                num_global = ops.minimum(self.num_global_tokens, length)
+            else:
+                num_global = min(self.num_global_tokens, length)
+            slot = num_global + ops.mod(
+                index - num_global, ops.maximum(length - num_global, 1)
+            )
+            if not isinstance(num_global, int) or num_global:
+                slot = ops.where(index < num_global, index, slot)
+            starts = (0, slot) + (0,) * (len(cache.shape) - 2)
+            return ops.slice_update(cache, starts, ops.cast(new, cache.dtype))
         count = ops.shape(new)[1]
         positions, filled = self._slot_positions(ops.shape(cache)[1], index + count)
         from_new = ops.logical_and(filled, ops.greater_equal(positions, index))

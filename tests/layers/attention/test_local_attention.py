@@ -299,7 +299,7 @@ def test_cache_errors():
     x = _rand(1, 3, 8)
     layer(x, x)
     cache = layer.get_initial_cache(batch_size=1, max_length=3)
-    assert cache[0].shape == (1, 2, 2, 4)  # g + w = 2 slots: a ring
+    assert cache[0].shape == (1, 3, 2, 4)  # g + w + 1 = 3 slots: a ring
     with pytest.raises(ValueError, match=r"argument `cache_index`, expected the "
                        r"position of the new tokens in a self-attention cache"):
         layer(x, x, cache=cache)
@@ -330,12 +330,11 @@ def test_cache_errors():
               attention_bias=np.zeros((1, 2, 3, 4), "float32"))
     # Scores are over the cache slots: only while they hold the positions
     # in order.
-    layer(x[:, :2], x[:, :2], cache=cache, cache_index=0,
-          return_attention_scores=True)
+    layer(x, x, cache=cache, cache_index=0, return_attention_scores=True)
     with pytest.raises(ValueError, match=r"argument `return_attention_scores`, "
                        r"expected False with a rolling cache once it may have "
-                       r"wrapped .* cache length = 2"):
-        layer(x, x, cache=cache, cache_index=0, return_attention_scores=True)
+                       r"wrapped .* cache length = 3"):
+        layer(x, x, cache=cache, cache_index=1, return_attention_scores=True)
 
 
 def test_symbolic_cached_call():
@@ -483,8 +482,8 @@ def test_invalid_num_global_tokens(num_global):
 @pytest.mark.parametrize("num_global,kv_heads,causal", [
     (0, None, True), (2, 1, True), (2, None, False)])
 def test_rolling_cache_equals_a_cache_of_every_position(num_global, kv_heads, causal):
-    # get_initial_cache keeps g + w slots (a ring) however long the
-    # sequence; chunks of up to 4 tokens (more than the ring's w = 2) and
+    # get_initial_cache keeps g + w + 1 slots (a ring) however long the
+    # sequence; chunks of up to 4 tokens (more than the ring's 3 slots) and
     # single steps give what the same calls over a 30-position cache of
     # every position give (MultiHeadAttention's cached attention with the
     # band, through return_attention_scores=True). Value mask holes, an
@@ -505,7 +504,7 @@ def test_rolling_cache_equals_a_cache_of_every_position(num_global, kv_heads, ca
             cache = (np.zeros((2, 30, kv, 4), "float32"),) * 2
         else:
             cache = layer.get_initial_cache(batch_size=2, max_length=30)
-            assert tuple(cache[0].shape) == (2, num_global + 2, kv, 4)
+            assert tuple(cache[0].shape) == (2, num_global + 3, kv, 4)
         for start, stop in chunks:
             t = stop - start
             bias = np.linspace(-1, 1, 2 * t * 30).reshape(1, 2, t, 30).astype("float32")
@@ -522,7 +521,7 @@ def test_rolling_cache_equals_a_cache_of_every_position(num_global, kv_heads, ca
 
 @pytest.mark.parametrize("num_global", [0, 1])
 def test_rolling_cache_decodes_past_max_length_in_constant_memory(num_global):
-    # A cache made for 4 positions (g + w = 2 or 3 slots) decodes 16: every
+    # A cache made for 4 positions (g + w + 1 = 3 or 4 slots) decodes 16: every
     # step equals the full causal pass, under XLA on JAX, in a cache whose
     # size never changes (attention sinks plus a sliding window, as in
     # streaming decoding).
@@ -534,7 +533,7 @@ def test_rolling_cache_decodes_past_max_length_in_constant_memory(num_global):
     full = fn(layer(x, x, use_causal_mask=True))
     cache = layer.get_initial_cache(batch_size=2, max_length=4)
     shape = tuple(cache[0].shape)
-    assert shape == (2, num_global + 2, 2, 4)
+    assert shape == (2, num_global + 3, 2, 4)
     step = layer
     if keras.backend.backend() == "jax":
         import jax
@@ -555,12 +554,12 @@ def test_rolling_cache_decodes_past_max_length_in_constant_memory(num_global):
 
 @pytest.mark.parametrize("num_global", [0, 1])
 def test_rolling_cache_rewinds_up_to_rewind_positions(num_global):
-    # Prefill 6 tokens, then decode again from position 2 with other
-    # tokens (a rewind of 4, as CausalLMGenerator does after prefilling
-    # ragged prompts): with rewind=4 the steps equal the full causal pass
-    # over the final sequence; with one slot fewer (rewind 3, or 2 when
-    # position 0 is global and needs no ring slot) the ring has overwritten
-    # position 1, which the first step needs.
+    # Prefill positions 0 .. 5, then decode again from position 2 with
+    # other tokens (a rewind of 3, as CausalLMGenerator does after
+    # prefilling ragged prompts): with rewind=3 the steps equal the full
+    # causal pass over the final sequence; with one slot fewer (rewind 2,
+    # or 1 when position 0 is global and needs no ring slot) the ring has
+    # overwritten a position the first step needs.
     keras.utils.set_random_seed(0)
     layer = LocalAttention(num_heads=2, key_dim=4, window_size=2,
                            num_global_tokens=num_global)
@@ -568,10 +567,10 @@ def test_rolling_cache_rewinds_up_to_rewind_positions(num_global):
     final = np.concatenate([x[:, :2], y[:, 2:]], axis=1)
     expected = fn(layer(final, final, use_causal_mask=True))[:, 2:]
     results = {}
-    short = 3 - num_global
-    for rewind in (4, short):
+    short = 2 - num_global
+    for rewind in (3, short):
         cache = layer.get_initial_cache(batch_size=2, max_length=10, rewind=rewind)
-        assert cache[0].shape[1] == num_global + 2 + rewind
+        assert cache[0].shape[1] == num_global + 3 + rewind
         _, cache = layer(x, x, use_causal_mask=True, cache=cache, cache_index=0)
         steps = []
         for i in range(2, 10):
@@ -579,7 +578,7 @@ def test_rolling_cache_rewinds_up_to_rewind_positions(num_global):
                                cache=cache, cache_index=i)
             steps.append(fn(out))
         results[rewind] = np.concatenate(steps, axis=1)
-    np.testing.assert_allclose(results[4], expected, atol=1e-5)
+    np.testing.assert_allclose(results[3], expected, atol=1e-5)
     assert not np.allclose(results[short][:, 0], expected[:, 0], atol=1e-3)
     with pytest.raises(ValueError, match="argument `rewind`, expected a non-negative"):
         layer.get_initial_cache(batch_size=2, max_length=10, rewind=-1)

@@ -250,7 +250,7 @@ def test_kv_cache_is_rejected_by_linformer_decoders():
     if kernel != "performer" or scheme is None  # Performer takes no bias
 ])
 def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options, scheme):
-    # Local's cache is a ring of w = 2 slots here, so it wraps: the bias
+    # Local's cache is a ring of w + 1 = 3 slots here, so it wraps: the bias
     # is read at the positions the slots hold (over the padding mask's
     # positions).
     keras.utils.set_random_seed(0)
@@ -281,10 +281,10 @@ def test_position_bias_with_a_rolling_local_cache_needs_the_padding_mask():
     cache = block.get_initial_cache(batch_size=2, max_length=6)
     with pytest.raises(ValueError, match=r"argument `decoder_padding_mask`, expected a "
                        r"`\(batch, S_max\)` mask over the sequence's positions when a "
-                       r"position bias meets a rolling LocalAttention cache \(its 2 slots"):
-        block(X[:, :1], self_attention_cache=cache, cache_index=2)
+                       r"position bias meets a rolling LocalAttention cache \(its 3 slots"):
+        block(X[:, :1], self_attention_cache=cache, cache_index=3)
     # Before the ring wraps, slot s holds position s.
-    block(X[:, :1], self_attention_cache=cache, cache_index=1)
+    block(X[:, :1], self_attention_cache=cache, cache_index=2)
 
 
 # ---------------------------------------------------------------------------
