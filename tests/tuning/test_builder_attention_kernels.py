@@ -118,22 +118,26 @@ def test_local_kernel_with_a_window_over_everything_equals_dot_product():
     np.testing.assert_allclose(local(IDS), exact(IDS), atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel,options,layer_cls", [
-    ("performer", {"num_random_features": 16}, PerformerAttention),
-    ("local", {"window_size": 2}, LocalAttention),
-    ("local", {"window_size": 1, "num_global_tokens": 2}, LocalAttention),
+@pytest.mark.parametrize("kernel,options,layer_cls,scheme", [
+    ("performer", {"num_random_features": 16}, PerformerAttention, "rotary"),
+    ("local", {"window_size": 2}, LocalAttention, "rotary"),
+    ("local", {"window_size": 1, "num_global_tokens": 2}, LocalAttention, "rotary"),
+    ("local", {"window_size": 2}, LocalAttention, "alibi"),
     ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1},
-     BigBirdAttention),
+     BigBirdAttention, "rotary"),
 ])
-def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, layer_cls):
+def test_causal_lm_kernel_decodes_with_its_cache(tmp_path, kernel, options, layer_cls,
+                                                 scheme):
     # Generation runs the kernel's KV-cache path one token at a time; the
     # reference runs its whole-sequence path (prefix sums / blocks) on each
     # unpadded prefix (BigBird: of every length, padded to the pattern of
-    # the model's sequence_length, the option causal_lm gives it).
+    # the model's sequence_length, the option causal_lm gives it). Local's
+    # rolling cache wraps here (ALiBi through it: the decoder-block test
+    # checks that bias numerically).
     keras.utils.set_random_seed(0)
     model = ka.models.causal_lm(
         attention_kernel=kernel, attention_kernel_options=options,
-        position_scheme="rotary", **{**SMALL, "sequence_length": 12, "num_layers": 2})
+        position_scheme=scheme, **{**SMALL, "sequence_length": 12, "num_layers": 2})
     assert type(model.get_layer("decoder_block_1").self_attention) is layer_cls
     if kernel == "big_bird":
         options = {**options, "sequence_length": 12}
