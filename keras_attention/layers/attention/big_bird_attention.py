@@ -370,13 +370,9 @@ class BigBirdAttention(MultiHeadAttention):
                 attention_mask, use_causal_mask, return_attention_scores,
                 training, attention_bias, cache, cache_index,
             )
-        key = value if key is None else key
-        query_proj = self.query_dense(query)  # (B, T, H, D)
-        key_proj = self.key_dense(key)  # (B, S, K, D)
-        value_proj = self.value_dense(value)  # (B, S, K, Dv)
-        if self.rotary_embedding is not None:
-            query_proj = self.rotary_embedding(query_proj, start_index=0)
-            key_proj = self.rotary_embedding(key_proj, start_index=0)
+        query_proj, key_proj, value_proj = self._project_inputs(
+            query, value, key
+        )  # (B, T, H, D), (B, S, K, D), (B, S, K, Dv)
         q_mask, k_mask = efficient_math.token_masks(
             query, key_proj, query_mask, value_mask, key_mask
         )

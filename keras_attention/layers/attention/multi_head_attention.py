@@ -414,6 +414,20 @@ class MultiHeadAttention(keras.layers.Layer):
                 (query_shape[0], query_shape[1], heads, self.key_dim)
             )
 
+    def _project_inputs(self, query, value, key=None, start_index=0):
+        """`(query_proj (B, T, H, D), key_proj (B, S, K, D), value_proj
+        (B, S, K, Dv))`, rotated from position `start_index` when the layer
+        has a rotary embedding; `key` defaults to `value`. For the
+        subclasses' own attention maths (efficient kernels)."""
+        key = value if key is None else key
+        query_proj = self.query_dense(query)  # (B, T, H, D)
+        key_proj = self.key_dense(key)  # (B, S, K, D)
+        value_proj = self.value_dense(value)  # (B, S, K, Dv)
+        if self.rotary_embedding is not None:
+            query_proj = self.rotary_embedding(query_proj, start_index=start_index)
+            key_proj = self.rotary_embedding(key_proj, start_index=start_index)
+        return query_proj, key_proj, value_proj
+
     # ------------------------------------------------------------------ #
     # Cache helpers
     # ------------------------------------------------------------------ #

@@ -257,12 +257,9 @@ class PerformerAttention(MultiHeadAttention):
                 query, value, key, query_mask, value_mask, key_mask,
                 use_causal_mask, cache, cache_index,
             )
-        query_proj = self.query_dense(query)  # (B, T, H, D)
-        key_proj = self.key_dense(key)  # (B, S, K, D)
-        value_proj = self.value_dense(value)  # (B, S, K, Dv)
-        if self.rotary_embedding is not None:
-            query_proj = self.rotary_embedding(query_proj, start_index=0)
-            key_proj = self.rotary_embedding(key_proj, start_index=0)
+        query_proj, key_proj, value_proj = self._project_inputs(
+            query, value, key
+        )  # (B, T, H, D), (B, S, K, D), (B, S, K, Dv)
         q_mask, k_mask = efficient_math.token_masks(
             query, key_proj, query_mask, value_mask, key_mask
         )
@@ -370,12 +367,9 @@ class PerformerAttention(MultiHeadAttention):
         and are not added again: re-running them (as the generators do for
         the prompts of longer rows) leaves the state unchanged, and their
         queries attend the whole state."""
-        query_proj = self.query_dense(query)  # (B, T, H, D)
-        key_proj = self.key_dense(key)  # (B, T, K, D)
-        value_proj = self.value_dense(value)  # (B, T, K, Dv)
-        if self.rotary_embedding is not None:
-            query_proj = self.rotary_embedding(query_proj, start_index=cache_index)
-            key_proj = self.rotary_embedding(key_proj, start_index=cache_index)
+        query_proj, key_proj, value_proj = self._project_inputs(
+            query, value, key, start_index=cache_index
+        )  # (B, T, H, D), (B, T, K, D), (B, T, K, Dv)
         summary, stabilizer, count = cache
         index = ops.cast(cache_index, "int32")
         positions = index + ops.arange(ops.shape(query)[1], dtype="int32")  # (T,)
