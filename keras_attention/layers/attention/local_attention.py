@@ -266,6 +266,18 @@ class LocalAttention(MultiHeadAttention):
             cache_length >= self.num_global_tokens + self.window_size
         )
 
+    def _may_have_wrapped(self, cache_length, cache_index, query_length):
+        """Whether a call at `cache_index` of `query_length` tokens may find
+        slot `s` not holding position `s`: a ring, unless a Python int
+        `cache_index + query_length` is known to fit in it."""
+        fits = (
+            isinstance(cache_index, int)
+            and query_length is not None
+            and cache_length is not None
+            and cache_index + query_length <= cache_length
+        )
+        return self._rolls(cache_length) and not fits
+
     def _check_cache(self, query, cache, cache_index):
         if cache is None or cache_index is None:
             return super()._check_cache(query, cache, cache_index)
@@ -432,7 +444,7 @@ class LocalAttention(MultiHeadAttention):
             return self._scores_over_cache(
                 query, value, key, query_mask, value_mask, key_mask,
                 attention_mask, use_causal_mask, training, attention_bias,
-                cache, cache_index, needed,
+                cache, cache_index,
             )
         query_proj, key_proj, value_proj = self._project_inputs(
             query, value, key, start_index=cache_index
@@ -574,15 +586,13 @@ class LocalAttention(MultiHeadAttention):
 
     def _scores_over_cache(self, query, value, key, query_mask, value_mask,
                            key_mask, attention_mask, use_causal_mask, training,
-                           attention_bias, cache, cache_index, needed):
+                           attention_bias, cache, cache_index):
         """`return_attention_scores=True` with a cache: the scores are over
         the cache slots, so only while slot `s` holds position `s` (the
         cache has not wrapped): `MultiHeadAttention`'s cached attention with
         the window band over the slots."""
         cache_length = cache[0].shape[1]
-        if self._rolls(cache_length) and (
-            needed is None or cache_length is None or needed > cache_length
-        ):
+        if self._may_have_wrapped(cache_length, cache_index, query.shape[1]):
             efficient_math.reject_argument(
                 self, "return_attention_scores", True,
                 "False with a rolling cache once it may have wrapped "

@@ -193,16 +193,8 @@ class TransformerDecoderBlock(TransformerBlockBase):
         has surely not wrapped (slot `s` still holds position `s`)."""
         attention = self.self_attention
         length = cache[0].shape[1]
-        unwrapped = (
-            isinstance(cache_index, int)
-            and query_length is not None
-            and length is not None
-            and cache_index + query_length <= length
-        )
-        if (
-            isinstance(attention, LocalAttention)
-            and attention._rolls(length)
-            and not unwrapped
+        if isinstance(attention, LocalAttention) and attention._may_have_wrapped(
+            length, cache_index, query_length
         ):
             raise ValueError(
                 "Received an invalid value for argument `decoder_padding_mask`, "
