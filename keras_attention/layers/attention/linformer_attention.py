@@ -303,7 +303,7 @@ class LinformerAttention(MultiHeadAttention):
                 f"value.shape={tuple(value_shape)}"
             )
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
+    def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
         """Not supported: `LinformerAttention` keeps no KV cache.
 
         Raises:

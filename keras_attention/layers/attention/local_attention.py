@@ -248,8 +248,7 @@ class LocalAttention(MultiHeadAttention):
         tuple(k.shape)  # (2, 5, 2, 4)
         ```
         """
-        self._check_cache_size(batch_size, max_length)
-        check_non_negative_int(rewind, "rewind")
+        self._check_cache_size(batch_size, max_length, rewind)
         capacity = self.num_global_tokens + self.window_size + 1 + rewind
         if isinstance(max_length, int):
             length = min(max_length, capacity)

@@ -15,6 +15,7 @@ from keras_attention.ops import merge_masks
 from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_last_dim
+from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rank
@@ -431,13 +432,19 @@ class MultiHeadAttention(keras.layers.Layer):
     # ------------------------------------------------------------------ #
     # Cache helpers
     # ------------------------------------------------------------------ #
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
+    def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
         """An all-zero self-attention KV cache.
 
         Args:
             batch_size: B (int or scalar tensor).
             max_length: S_max, the number of positions the cache can hold.
             dtype: dtype of the cache; defaults to the compute dtype.
+            rewind: non-negative int, how far before the newest position
+                written a later call may start (re-decoding, as the
+                generators do after prefilling a padded prompt). A cache of
+                every position allows any rewind, so here it is only
+                checked; `LocalAttention`'s rolling cache keeps `rewind`
+                more slots for it.
 
         Returns:
             Tuple `(key_cache, value_cache)` of shapes `(B, S_max, K, D)` and
@@ -452,7 +459,7 @@ class MultiHeadAttention(keras.layers.Layer):
         tuple(k.shape)  # (2, 10, 1, 8)
         ```
         """
-        self._check_cache_size(batch_size, max_length)
+        self._check_cache_size(batch_size, max_length, rewind)
         dtype = dtype or self.compute_dtype
         key_cache = ops.zeros(
             (batch_size, max_length, self._kv_heads, self.key_dim), dtype=dtype
@@ -463,12 +470,20 @@ class MultiHeadAttention(keras.layers.Layer):
         return key_cache, value_cache
 
     @staticmethod
-    def _check_cache_size(batch_size, max_length):
-        """`get_initial_cache`'s sizes: positive ints (tensors pass)."""
+    def _check_cache_size(batch_size, max_length, rewind=0):
+        """`get_initial_cache`'s sizes: positive ints (tensors pass), and a
+        non-negative int `rewind`."""
         if _is_int(batch_size):
             check_positive_int(batch_size, "batch_size")
         if _is_int(max_length):
             check_positive_int(max_length, "max_length")
+        check_non_negative_int(rewind, "rewind")
+
+    def _may_have_wrapped(self, cache_length, cache_index, query_length):
+        """Whether a cached call may find slot `s` of the cache not holding
+        position `s`: never for this cache of every position in order
+        (`LocalAttention`'s rolling cache overrides it)."""
+        return False
 
     def compute_cross_attention_cache(self, value, key=None):
         """Project an encoder output once, for cached cross-attention.

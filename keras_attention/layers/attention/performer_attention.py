@@ -281,7 +281,7 @@ class PerformerAttention(MultiHeadAttention):
         attended = ops.cast(attended, self.compute_dtype)
         return self.output_dense(attended)  # (B, T, *output_shape)
 
-    def get_initial_cache(self, batch_size, max_length, dtype=None):
+    def get_initial_cache(self, batch_size, max_length, dtype=None, rewind=0):
         """An empty running state for incremental (causal) decoding.
 
         FAVOR+ needs no per-position cache: the keys and values seen so far
@@ -294,6 +294,10 @@ class PerformerAttention(MultiHeadAttention):
                 for `MultiHeadAttention`; the state does not depend on it).
             dtype: ignored: the state is float32, as the features are
                 computed (kept for the `MultiHeadAttention` interface).
+            rewind: checked as for `MultiHeadAttention` (a non-negative
+                int); the state keeps no positions to rewind to: re-running
+                positions below a row's count leaves it unchanged, so they
+                must hold the same tokens (as the generators' do).
 
         Returns:
             Tuple `(summary, stabilizer, count)`: float32
@@ -311,7 +315,7 @@ class PerformerAttention(MultiHeadAttention):
         tuple(summary.shape)  # (3, 2, 8, 5)
         ```
         """
-        self._check_cache_size(batch_size, max_length)
+        self._check_cache_size(batch_size, max_length, rewind)
         summary = ops.zeros(
             (batch_size, self._kv_heads, self.num_random_features,
              self._value_dim + 1),

@@ -2,12 +2,10 @@
 
 import keras
 
-from keras_attention.layers.attention.local_attention import LocalAttention
 from keras_attention.layers.transformer import block_components
 from keras_attention.layers.transformer.transformer_block_base import (
     TransformerBlockBase,
 )
-from keras_attention.utils.validation import check_non_negative_int
 from keras_attention.utils.validation import check_one_of
 
 
@@ -189,13 +187,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
 
     def _check_cache_positions(self, cache, cache_index, query_length):
         """A position bias needs the sequence's positions: without a padding
-        mask over them, refuse a rolling `LocalAttention` cache unless it
-        has surely not wrapped (slot `s` still holds position `s`)."""
-        attention = self.self_attention
+        mask over them, refuse a rolling cache (`LocalAttention`'s) unless
+        it has surely not wrapped (slot `s` still holds position `s`)."""
         length = cache[0].shape[1]
-        if isinstance(attention, LocalAttention) and attention._may_have_wrapped(
-            length, cache_index, query_length
-        ):
+        if self.self_attention._may_have_wrapped(length, cache_index, query_length):
             raise ValueError(
                 "Received an invalid value for argument `decoder_padding_mask`, "
                 "expected a `(batch, S_max)` mask over the sequence's positions "
@@ -217,11 +212,9 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 cache keeps slots for it (`LocalAttention.get_initial_cache`);
                 the other kernels' caches allow any rewind already.
         """
-        attention = self.self_attention
-        if isinstance(attention, LocalAttention):
-            return attention.get_initial_cache(batch_size, max_length, dtype, rewind)
-        check_non_negative_int(rewind, "rewind")
-        return attention.get_initial_cache(batch_size, max_length, dtype)
+        return self.self_attention.get_initial_cache(
+            batch_size, max_length, dtype, rewind=rewind
+        )
 
     def compute_cross_attention_cache(self, encoder_sequence):
         """Project the encoder output once for cached cross-attention.

@@ -272,6 +272,35 @@ def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options, scheme)
     np.testing.assert_allclose(steps[1, :4], full[1, :4], atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,options", [
+    ("dot_product", {}), ("local", {"window_size": 2}),
+    ("big_bird", {"block_size": 2, "num_global_blocks": 1, "num_random_blocks": 1}),
+])
+def test_decoder_block_cache_rewinds_to_rewrite_positions(kernel, options):
+    # Every kernel's cache takes `rewind` (the generators ask for the
+    # prompt width): prefill 4 tokens whose last two differ from X, then
+    # re-decode positions 2.. with X's tokens; the steps equal the full
+    # causal pass over X. Local's cache is a ring here (2 + 1 + 2 slots).
+    keras.utils.set_random_seed(0)
+    block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
+                                    attention_kernel=kernel,
+                                    attention_kernel_options=options)
+    full = np.asarray(block(X))  # (2, 6, 16), causal
+    cache = block.get_initial_cache(batch_size=2, max_length=6, rewind=2)
+    if kernel == "local":
+        assert cache[0].shape[1] == 5
+    prefill = X[:, :4].copy()
+    prefill[:, 2:] = X[:, 4:6][:, ::-1] + 1.0
+    _, cache = block(prefill, self_attention_cache=cache, cache_index=0)
+    steps = []
+    for i in range(2, 6):
+        out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i)
+        steps.append(np.asarray(out))
+    np.testing.assert_allclose(np.concatenate(steps, axis=1), full[:, 2:], atol=1e-5)
+    with pytest.raises(ValueError, match="argument `rewind`, expected a non-negative"):
+        block.get_initial_cache(batch_size=2, max_length=6, rewind=-1)
+
+
 def test_position_bias_with_a_rolling_local_cache_needs_the_padding_mask():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
                                     attention_kernel="local",
