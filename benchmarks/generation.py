@@ -135,7 +135,7 @@ def cache_bytes(generator, batch, length, prompt_length):
     """Bytes of the decoding caches a generator makes for `batch` rows of
     `length` positions after a prompt of `prompt_length` (every layer's
     keys and values, or running state)."""
-    caches = generator.parts.empty_caches(batch, length, rewind=prompt_length)
+    caches = generator.empty_caches(batch, length, prompt_length)
     return int(sum(np.asarray(t).nbytes for t in keras.tree.flatten(caches)))
 
 

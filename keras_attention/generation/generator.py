@@ -379,12 +379,37 @@ class Generator:
             temperature, top_k, use_top_p, top_p, seed,
         )
 
+    def empty_caches(self, rows, length, prompt_width):
+        """The empty decoding caches a cached search starts from: every
+        decoder block's self-attention cache (see the attention layer's
+        `get_initial_cache`) for `rows` sequences of `length` positions
+        whose prompts are padded to `prompt_width`.
+
+        The search prefills positions `0 .. prompt_width - 1`, then decodes
+        again from the shortest prompt's last position (position 0 at the
+        earliest), i.e. up to `prompt_width - 1` positions before the newest
+        one written; the caches are asked for that `rewind` (only
+        `LocalAttention`'s rolling cache grows with it).
+
+        Example:
+
+        ```python
+        import keras_attention as ka
+        model = ka.models.causal_lm(vocabulary_size=50, sequence_length=16,
+                                    hidden_dim=16, num_heads=2, num_layers=1,
+                                    intermediate_dim=32)
+        generator = ka.generation.CausalLMGenerator(model)
+        key_cache, value_cache = generator.empty_caches(2, 16, prompt_width=4)[0]
+        tuple(key_cache.shape)  # (2, 16, 2, 8)
+        ```
+        """
+        rewind = max(int(prompt_width) - 1, 0)
+        return self.parts.empty_caches(rows, length, rewind=rewind)
+
     def _prefill(self, tokens, prompt_width, context):
         """Caches holding the keys/values of the padded prompt positions."""
         rows, length = tokens.shape
-        # The loop re-decodes from the shortest prompt's last position, up
-        # to `prompt_width` positions before the newest one prefilled.
-        caches = self.parts.empty_caches(rows, length, rewind=prompt_width)
+        caches = self.empty_caches(rows, length, prompt_width)
         prompt = tokens[:, :prompt_width]  # (N, P)
         _, caches = self.parts.decode_cached(
             prompt, 0, caches, ops.not_equal(tokens, 0), context

@@ -56,9 +56,9 @@ def test_generation_benchmark_kernel_mode_compares_with_exact_attention(
     assert lines[0]["cached_equals_uncached"] is True
     # Decoding caches, 1 layer x (keys, values) x batch 2 x 2 heads x 8
     # float32: exact attention's hold the 4 + 4 positions, local's ring
-    # the w + 1 = 3 a query reaches and the prompt's 4 (the generator
-    # re-decodes from the shortest prompt's end), capped at the 8.
-    assert lines[1]["cache_bytes"] == {"ours": 2 * 2 * (3 + 4) * 2 * 8 * 4,
+    # the w + 1 = 3 a query reaches and 4 - 1 = 3 more (the generator
+    # re-decodes from the shortest prompt's end, at most 3 positions back).
+    assert lines[1]["cache_bytes"] == {"ours": 2 * 2 * (3 + 3) * 2 * 8 * 4,
                                        "peer": 2 * 2 * 8 * 2 * 8 * 4}
     assert list(tmp_path.iterdir()) == []
 

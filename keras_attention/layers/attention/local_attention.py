@@ -218,9 +218,10 @@ class LocalAttention(MultiHeadAttention):
         cache held at those and later positions. It may start up to
         `rewind` positions before the newest position written, i.e.
         re-decode them (`CausalLMGenerator` prefills a padded prompt of
-        width P, then decodes again from the shortest prompt's end, so it
-        asks for `rewind=P`); starting farther back would need positions
-        the ring has overwritten.
+        width P, then decodes again from the shortest prompt's last
+        position, at most P - 1 back, so it asks for `rewind=P - 1`:
+        `Generator.empty_caches`); starting farther back would need
+        positions the ring has overwritten.
 
         Args:
             batch_size: B (int or scalar tensor).
