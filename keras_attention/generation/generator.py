@@ -403,8 +403,9 @@ class Generator:
         tuple(key_cache.shape)  # (2, 16, 2, 8)
         ```
         """
-        rewind = max(int(prompt_width) - 1, 0)
-        return self.parts.empty_caches(rows, length, rewind=rewind)
+        if not _is_int(prompt_width) or prompt_width < 1:
+            raise _invalid("prompt_width", "a positive int", prompt_width)
+        return self.parts.empty_caches(rows, length, rewind=int(prompt_width) - 1)
 
     def _prefill(self, tokens, prompt_width, context):
         """Caches holding the keys/values of the padded prompt positions."""

@@ -126,6 +126,10 @@ def test_empty_caches_make_room_for_re_decoding_the_prompts():
                                      use_cache=False)
     np.testing.assert_array_equal(cached[0], uncached[0])
     np.testing.assert_allclose(cached[1], uncached[1], atol=1e-4)
+    for width in (0, 2.5, True):
+        with pytest.raises(ValueError, match=r"argument `prompt_width`, expected a "
+                           rf"positive int. Received: prompt_width={width!r}"):
+            generator.empty_caches(3, LENGTH, prompt_width=width)
 
 
 def test_untied_head_and_grouped_query_attention():
