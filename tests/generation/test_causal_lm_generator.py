@@ -108,15 +108,18 @@ def test_cached_equals_uncached_with_position_schemes(scheme):
     np.testing.assert_array_equal(cached, ref.greedy_reference(model, PROMPTS, 6))
 
 
-def test_empty_caches_make_room_for_re_decoding_the_prompts():
+@pytest.mark.parametrize("scheme", [None, "alibi"])
+def test_empty_caches_make_room_for_re_decoding_the_prompts(scheme):
     # Prompts padded to 4, the shortest of 2 tokens: the search re-decodes
     # from position 1, 2 positions before the newest prefilled, and needs
     # position 0 still held. The generator asks for rewind = 4 - 1 = 3 (a
     # shortest prompt of 1 token would start 3 back), so a rolling local
     # cache (window 1) keeps 1 + 1 + 3 slots. Beam scores through it equal
     # the uncached full passes' (with one slot fewer than needed, 3, they
-    # would not).
-    model = build(attention_kernel="local", attention_kernel_options={"window_size": 1})
+    # would not), with ALiBi too: its bias read at the positions the ring's
+    # slots hold.
+    model = build(attention_kernel="local", attention_kernel_options={"window_size": 1},
+                  position_scheme=scheme)
     generator = CausalLMGenerator(model, jit_compile=False)
     caches = generator.empty_caches(3, LENGTH, prompt_width=4)
     assert [tuple(keys.shape) for keys, _ in caches] == [(3, 5, 2, 8)] * 2
