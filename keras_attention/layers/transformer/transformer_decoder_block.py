@@ -210,7 +210,9 @@ class TransformerDecoderBlock(TransformerBlockBase):
             rewind: how far a cached call may start before the newest
                 position written (re-decoding). Only `"local"`'s rolling
                 cache keeps slots for it (`LocalAttention.get_initial_cache`);
-                the other kernels' caches allow any rewind already.
+                caches of every position allow any rewind already, and
+                Performer's running state leaves positions it holds
+                unchanged when they are run again (with the same tokens).
         """
         return self.self_attention.get_initial_cache(
             batch_size, max_length, dtype, rewind=rewind
