@@ -452,31 +452,29 @@ class LocalAttention(MultiHeadAttention):
         key_cache = ops.cast(cache[0], self.compute_dtype)  # (B, C, K, D)
         value_cache = ops.cast(cache[1], self.compute_dtype)  # (B, C, K, Dv)
         new = index + ops.arange(ops.shape(query)[1], dtype="int32")  # (T,)
+        new_cache = (
+            self._write_slots(key_cache, key_proj, index),  # (B, C, K, D)
+            self._write_slots(value_cache, value_proj, index),  # (B, C, K, Dv)
+        )
         length = key_cache.shape[1]
         if q_len == 1 and length is not None and (
             length - min(self.num_global_tokens, length) > self.window_size
         ):
-            # One decoded token, a ring of more than w slots: written in
-            # place first, it and the w positions before it are all in the
-            # ring; it attends those slots and the global ones only
-            # (`O(g + w)`, whatever `rewind` added to the ring).
-            new_cache = (
-                self._write_slots(key_cache, key_proj, index),  # (B, C, K, D)
-                self._write_slots(value_cache, value_proj, index),
-            )
+            # One decoded token, a ring of more than w slots: once written,
+            # it and the w positions before it are all in the ring; it
+            # attends those slots and the global ones only (`O(g + w)`,
+            # whatever `rewind` added to the ring).
             slots, positions, held = self._slots_in_reach(length, index)
             keys = ops.take(new_cache[0], slots, axis=1)  # (B, g + w + 1, K, D)
             values = ops.take(new_cache[1], slots, axis=1)  # (B, g + w + 1, K, Dv)
         else:
+            # A chunk: the slots as they were, then the new tokens (those
+            # the chunk overwrites are still attended by its earlier rows).
             stored, filled = self._slot_positions(ops.shape(key_cache)[1], index)
             positions = ops.concatenate([stored, new], axis=0)  # (C + T,)
             held = ops.concatenate([filled, ops.ones_like(new, dtype="bool")], axis=0)
             keys = ops.concatenate([key_cache, key_proj], axis=1)  # (B, C + T, K, D)
             values = ops.concatenate([value_cache, value_proj], axis=1)
-            new_cache = (
-                self._write_slots(key_cache, key_proj, index),
-                self._write_slots(value_cache, value_proj, index),
-            )
         band = self._band(new, positions, use_causal_mask)  # (T, keys)
         read = dict(positions=positions, needed=needed)
         mask = compute_attention_mask(

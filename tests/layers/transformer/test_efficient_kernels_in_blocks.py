@@ -278,7 +278,7 @@ def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options, scheme)
 ])
 def test_decoder_block_cache_rewinds_to_rewrite_positions(kernel, options):
     # Every kernel's cache takes `rewind` (the generators ask for the
-    # prompt width): prefill 4 tokens whose last two differ from X, then
+    # prompt width - 1): prefill 4 tokens whose last two differ from X, then
     # re-decode positions 2.. with X's tokens; the steps equal the full
     # causal pass over X. Local's cache is a ring here (2 + 1 + 2 slots).
     keras.utils.set_random_seed(0)
