@@ -1,12 +1,17 @@
 """The time loop shared by the `NTM` and `DNC` layers."""
 
 import inspect
+import weakref
 
 import keras
 from keras import ops
 
 # `keras.layers.RNN.inner_loop` calls this loop too; Keras has no public name for it.
 from keras.src.backend import rnn as backend_rnn
+
+# JAX only: layer -> {loop options: its `jax.jit` loop}. Kept off the layer,
+# so copies of a layer trace their own.
+_JAX_LOOPS = weakref.WeakKeyDictionary()
 
 
 class MemoryRNN(keras.layers.RNN):
@@ -25,6 +30,16 @@ class MemoryRNN(keras.layers.RNN):
       or the memory (another shape). There, the loop carries the previous
       output as an extra first state, and drops it afterwards, so masked
       `NTM` / `DNC` layers give the same results on every backend.
+    - On JAX the loop runs as one `jax.jit` function of the cell's weights,
+      traced once per layer, options and input signature. Keras' JAX loop
+      is a `lax.scan` over a closure made anew at every call, so run op by
+      op (`fit` with `jit_compile=False` or `run_eagerly=True`, an eager
+      call) JAX compiled the scan, and in training its linearization, at
+      every step: 3.4-4.7 s per step for a DNC with a 32-unit controller
+      and an 8 x 8 memory at batch 32 and 7 time steps (0.03-0.05 s now),
+      and in two 150-step runs XLA's compiler crashed the process (a
+      segfault, jax 0.10.2). In a compiled step the inner function is
+      inlined: compiled training runs the same program as before.
 
     Subclasses set `return_weightings`.
     """
@@ -32,6 +47,33 @@ class MemoryRNN(keras.layers.RNN):
     return_weightings = False
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
+        if keras.backend.backend() == "jax":
+            return self._jax_loop(sequences, initial_state, mask, training)
+        return self._loop(sequences, initial_state, mask, training)
+
+    def _jax_loop(self, sequences, initial_state, mask, training):
+        import jax
+
+        variables = list(self.cell.variables)
+        key = (
+            bool(training), self.return_sequences, self.go_backwards,
+            self.unroll, self.zero_output_for_mask, len(variables),
+        )
+        loops = _JAX_LOOPS.setdefault(self, {})
+        if key not in loops:
+            layer_ref = weakref.ref(self)  # the cache must not keep `self` alive
+
+            def loop(values, sequences, initial_state, mask):
+                # The cell reads `values` in place of its variables (the
+                # outer train step's scope maps them to its own values).
+                with keras.StatelessScope(state_mapping=zip(variables, values)):
+                    return layer_ref()._loop(sequences, initial_state, mask, training)
+
+            loops[key] = jax.jit(loop)
+        values = [variable.value for variable in variables]
+        return loops[key](values, sequences, initial_state, mask)
+
+    def _loop(self, sequences, initial_state, mask, training):
         return_sequences = self.return_sequences
         self.return_sequences = return_sequences or self.return_weightings
         try:

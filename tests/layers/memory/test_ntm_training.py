@@ -32,8 +32,8 @@ def test_short_copy_run_reduces_loss_and_bit_errors():
     # 3-bit vectors, lengths 1-3 (one padded time length, traced once), a
     # tiny memory; 200 steps. jit_compile="auto": a TensorFlow graph without
     # XLA on CPU (compiling would cost more than the run on a 2-core
-    # machine); jit on JAX, whose op-by-op mode crashed compiling the scan's
-    # linearization (segfault in jax 0.10.2).
+    # machine); jit on JAX (faster than op by op; op-by-op training is
+    # test_memory_rnn_jax.py's).
     task = dict(num_bits=3, min_length=1, max_length=3, time_multiple=7)
     train = copy_task(batch_size=16, seed=1, **task)
     evaluation = copy_task(batch_size=32, num_batches=4, seed=2, **task)
