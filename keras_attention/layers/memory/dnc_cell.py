@@ -27,7 +27,9 @@ class DNCCell(keras.layers.Layer):
     writing order. The output mixes the controller output with the new read
     vectors. Use it in `keras.layers.RNN`, or use the `DNC` layer (with a
     mask on JAX, use the layer: Keras' JAX loop takes a masked step's
-    output from the cell's first state, which here is not the output).
+    output from the cell's first state, which here is not the output; and
+    run op by op on JAX, Keras' loop recompiles at every step, while the
+    layer compiles its loop once).
 
     Shape letters: B batch, N = `memory_size` slots, W = `memory_width`,
     R = `num_read_heads`, K = `num_write_heads`, U = `controller_units`.

@@ -54,7 +54,8 @@ class NTMCell(keras.layers.Layer):
     backend: Keras' JAX loop takes a masked step's output from the first
     state, which here is not the output; the `NTM` layer masks on every
     backend). The `NTM` layer wraps it and also keeps the memory states in
-    float32 under mixed precision. Called
+    float32 under mixed precision; on JAX, run op by op (`jit_compile=False`),
+    it compiles its loop once where Keras' loop recompiles at every step. Called
     with `states=None` the cell starts from its initial state (one step).
 
     The states are flat, rank 2: `[h, c]` (LSTM controller only), the memory
