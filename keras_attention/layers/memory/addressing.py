@@ -12,11 +12,76 @@ All functions compute in float32 (inputs are cast): products and
 normalisations of weightings lose too much precision in float16/bfloat16.
 """
 
+import keras
 from keras import ops
 
 
 def _f32(x):
     return ops.cast(x, "float32")
+
+
+def product(x, axis):
+    """Product of `x` along `axis`: `ops.prod`, on JAX by halving.
+
+    JAX cannot differentiate `ops.prod` when the batch size is symbolic (in
+    jax 0.10.2 the JVP of its reduction turns the shape into a NumPy
+    array), and `model.export` on JAX traces the gradient with a symbolic
+    batch size. There the product is `halving_product`, with the same
+    values and the same exact gradient; with it the NTM and DNC layers
+    export on JAX. Other backends keep the single reduction.
+
+    Args:
+        x: float tensor; on JAX `axis` must have a static length.
+        axis: int, the axis to multiply over (negative counts from the end).
+
+    Returns:
+        `x` without `axis`, its entries the products over it.
+    """
+    if keras.backend.backend() == "jax":
+        return halving_product(x, axis)
+    return ops.prod(x, axis=axis)
+
+
+def halving_product(x, axis):
+    """Product of `x` along `axis`, a static-length axis, by halving.
+
+    Equal to `ops.prod(x, axis=axis)`, with the same exact gradient (zeros
+    included), from slices and elementwise products only: each of
+    ceil(log2(n)) steps multiplies the first half of the axis by the second.
+
+    Args:
+        x: tensor whose `axis` has a static length `n >= 1`.
+        axis: int, the axis to multiply over (negative counts from the end).
+
+    Returns:
+        `x` without `axis`, its entries the products over it.
+
+    Raises:
+        ValueError: if `axis` has no static length.
+
+    Example:
+
+    ```python
+    import numpy as np
+    from keras_attention.layers.memory.addressing import halving_product
+    halving_product(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), axis=1)  # [6, 120]
+    ```
+    """
+    axis = axis % len(x.shape)
+    n = x.shape[axis]
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(
+            "Received an invalid value for argument `x`, expected a static "
+            f"length >= 1 along axis {axis}. Received: shape={tuple(x.shape)}"
+        )
+    lead = (slice(None),) * axis
+    while n > 1:
+        half = n // 2
+        paired = x[lead + (slice(0, half),)] * x[lead + (slice(half, 2 * half),)]
+        if n % 2:  # the odd last entry joins the next step as it is
+            paired = ops.concatenate([paired, x[lead + (slice(2 * half, n),)]], axis)
+        x, n = paired, half + n % 2
+    return ops.squeeze(x, axis)
 
 
 def guarded_norm(x, epsilon=1e-6):
@@ -234,6 +299,6 @@ def write_memory(memory, weightings, erase, add):
     """
     weightings = _f32(weightings)
     erased = ops.einsum("bhn,bhw->bhnw", weightings, _f32(erase))  # (B, H, N, W)
-    keep = ops.prod(1.0 - erased, axis=1)  # (B, N, W)
+    keep = product(1.0 - erased, axis=1)  # (B, N, W)
     added = ops.einsum("bhn,bhw->bnw", weightings, _f32(add))  # (B, N, W)
     return _f32(memory) * keep + added

@@ -20,6 +20,8 @@ products and link matrices lose too much precision in float16/bfloat16.
 import numpy as np
 from keras import ops
 
+from keras_attention.layers.memory.addressing import product
+
 
 def _f32(x):
     return ops.cast(x, "float32")
@@ -53,7 +55,7 @@ def retention_vector(free_gates, read_weightings):
         float32 tensor `(B, N)` in `[0, 1]`.
     """
     freed = _f32(free_gates)[:, :, None] * _f32(read_weightings)  # (B, R, N)
-    return ops.prod(1.0 - freed, axis=1)  # (B, N)
+    return product(1.0 - freed, axis=1)  # (B, N)
 
 
 def combined_write_weighting(write_weightings):
@@ -68,7 +70,7 @@ def combined_write_weighting(write_weightings):
     Returns:
         float32 tensor `(B, N)` in `[0, 1]`.
     """
-    return 1.0 - ops.prod(1.0 - _f32(write_weightings), axis=1)  # (B, N)
+    return 1.0 - product(1.0 - _f32(write_weightings), axis=1)  # (B, N)
 
 
 def usage_update(usage, write_weightings, free_gates, read_weightings):
@@ -115,7 +117,7 @@ def exclusive_cumprod(x):
     n = x.shape[-1]
     before = np.tril(np.ones((n, n), dtype=bool), k=-1)  # (N, N) [j, i]
     factors = ops.where(before[None], x[:, None, :], 1.0)  # (B, N, N)
-    return ops.prod(factors, axis=-1)  # (B, N)
+    return product(factors, axis=-1)  # (B, N)
 
 
 def allocation_weighting(usage):
@@ -214,7 +216,7 @@ def memory_update(memory, write_weightings, erase_vectors, write_vectors):
     """
     weights = _f32(write_weightings)
     erase = ops.einsum("bkn,bkw->bknw", weights, _f32(erase_vectors))
-    keep = ops.prod(1.0 - erase, axis=1)  # (B, N, W)
+    keep = product(1.0 - erase, axis=1)  # (B, N, W)
     add = ops.einsum("bkn,bkw->bnw", weights, _f32(write_vectors))  # (B, N, W)
     return _f32(memory) * keep + add
 

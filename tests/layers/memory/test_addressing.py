@@ -267,3 +267,28 @@ def test_gradients_finite_with_constant_memory_and_zero_keys():
     for name, grad in grads.items():
         assert grad is not None, name
         assert np.all(np.isfinite(grad)), name
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 9])
+@pytest.mark.parametrize("axis", [0, 1, -1])
+def test_halving_product_equals_the_product_and_its_gradient(n, axis):
+    shape = [3, 4, 2]
+    shape[axis] = n
+    x = np.random.default_rng(n).uniform(0.5, 1.5, shape).astype("float32")
+    x[(0,) * len(shape)] = 0.0  # a zero: the gradient may not divide by x
+    got = ops.convert_to_numpy(addressing.halving_product(x, axis))
+    np.testing.assert_allclose(got, np.prod(x, axis=axis), rtol=1e-6)
+    (grad,) = gradients(lambda t: ops.sum(addressing.halving_product(t, axis)), [x])
+    # d/dx_i prod_j x_j = prod_{j != i} x_j, by leaving each entry out.
+    moved = np.moveaxis(x, axis, 0)
+    expected = np.stack([
+        np.prod(np.delete(moved, i, axis=0), axis=0) for i in range(n)
+    ])
+    np.testing.assert_allclose(grad, np.moveaxis(expected, 0, axis), rtol=1e-5)
+
+
+def test_halving_product_needs_a_static_axis():
+    import keras
+
+    with pytest.raises(ValueError, match="static length >= 1 along axis 1"):
+        addressing.halving_product(keras.KerasTensor((2, None)), axis=1)
