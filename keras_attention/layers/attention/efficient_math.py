@@ -275,8 +275,11 @@ def favor_attention(
         q_len, k_len = ops.shape(query)[1], ops.shape(key)[1]
         if key_mask is None:
             key_mask = ops.ones((ops.shape(key)[0], k_len), dtype="bool")
-        if isinstance(q_len, int) and isinstance(k_len, int):
-            extra = max(q_len - k_len, 0)  # static pad width (JAX, XLA)
+        if isinstance(q_len - k_len, int):
+            # A static pad width (JAX, XLA): also for one symbolic length on
+            # both sides (shape-polymorphic export on JAX), where the
+            # difference is 0 though neither length is an int.
+            extra = max(q_len - k_len, 0)
         else:
             extra = ops.maximum(q_len - k_len, 0)
         key = ops.pad(key, ((0, 0), (0, extra), (0, 0), (0, 0)))[:, :q_len]
@@ -392,7 +395,7 @@ def favor_running_attention(query, key, value, projection, state, key_valid,
 def _causal_linear_attention(q_feat, k_feat, value, chunk_size):
     """Causal numerator `(B, T, K, G, Dv)` and denominator `(B, T, K, G)`."""
     length = q_feat.shape[1]
-    if length is not None:
+    if isinstance(length, int):  # not unknown, nor symbolic (JAX export)
         chunk_size = min(chunk_size, length)
     q_len = ops.shape(q_feat)[1]
     num_chunks = (q_len + chunk_size - 1) // chunk_size
