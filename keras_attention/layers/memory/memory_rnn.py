@@ -35,7 +35,7 @@ class MemoryRNN(keras.layers.RNN):
       is a `lax.scan` over a closure made anew at every call, so run op by
       op (`fit` with `jit_compile=False` or `run_eagerly=True`, an eager
       call) JAX compiled the scan, and in training its linearization, at
-      every step: 3.4-4.7 s per step for a DNC with a 32-unit controller
+      every step: 2.2-2.9 s per step for a DNC with a 32-unit controller
       and an 8 x 8 memory at batch 32 and 7 time steps (0.03-0.05 s now),
       and in two 150-step runs XLA's compiler crashed the process (a
       segfault, jax 0.10.2). In a compiled step the inner function is
