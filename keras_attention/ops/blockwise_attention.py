@@ -288,7 +288,15 @@ def blockwise_attention(
         )
     # Key padding is masked per block; no mask op at all when nothing masks.
     key_padded = not (_is_int(pad_k) and pad_k == 0)
-    offset = ops.cast(causal_offset, "int32") if causal else None
+    if not causal:
+        offset = None
+    elif _is_int(causal_offset):
+        # A Python int: a tensor made here would be a value of the caller's
+        # trace that the custom gradient closes over, which jax2tf cannot
+        # trace when `model.export` on JAX saves the gradient.
+        offset = int(causal_offset)
+    else:
+        offset = ops.cast(causal_offset, "int32")
     config = dict(
         bq=bq, bk=bk, nq=nq, nk=nk, q_len=q_len, k_len=k_len,
         key_padded=key_padded, causal=causal, offset=offset, scale=scale,
@@ -396,7 +404,7 @@ def _key_blocks_needed(config, t_start):
         return config["nk"]
     last_key = t_start + config["bq"] + config["offset"]  # exclusive bound
     needed = (last_key + config["bk"] - 1) // config["bk"]
-    return ops.clip(needed, 0, config["nk"])
+    return ops.clip(ops.convert_to_tensor(needed, "int32"), 0, config["nk"])
 
 
 def _first_query_block(config, s_start):
@@ -404,7 +412,7 @@ def _first_query_block(config, s_start):
     if not config["causal"]:
         return 0
     first = ops.floor_divide(s_start - config["offset"], config["bq"])
-    return ops.clip(first, 0, config["nq"])
+    return ops.clip(ops.convert_to_tensor(first, "int32"), 0, config["nq"])
 
 
 def _forward(q, k, v, bias_blocks, config):
