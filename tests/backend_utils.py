@@ -1,8 +1,9 @@
 """Backend-neutral test helpers: gradients and compiled functions.
 
-The layer tests run on the TensorFlow backend (the default) and on JAX
-(`KERAS_BACKEND=jax`). These helpers let one test body take gradients or
-compile a function on either backend; tests that are TensorFlow-only by
+The layer tests run on the TensorFlow backend (the default), on JAX
+(`KERAS_BACKEND=jax`) and on PyTorch (`KERAS_BACKEND=torch`). These helpers
+let one test body take gradients on any of them, or compile a function with
+XLA on TensorFlow and JAX (on PyTorch the XLA tests skip); tests that are TensorFlow-only by
 nature (SavedModel, tf.data, ...) use the `tf_only` marker instead (see
 `conftest.py`).
 """
@@ -22,8 +23,9 @@ def gradients(loss_fn, tensors=(), variables=()):
     variables read inside `loss_fn`, e.g. `layer.trainable_weights`).
     Returns a list in that order: `tf.GradientTape` on TensorFlow,
     `jax.grad` (with the variables' values mapped through a
-    `keras.StatelessScope`) on JAX. A gradient the backend reports as
-    disconnected is `None` on TensorFlow and zeros on JAX.
+    `keras.StatelessScope`) on JAX, `torch.autograd.grad` on PyTorch. A
+    gradient the backend reports as disconnected is `None` on TensorFlow
+    and PyTorch and zeros on JAX.
     """
     variables = list(variables)
     if BACKEND == "tensorflow":
@@ -47,6 +49,17 @@ def gradients(loss_fn, tensors=(), variables=()):
             [jnp.asarray(t) for t in tensors], [v.value for v in variables]
         )
         return [np.asarray(g) for g in list(tensor_grads) + list(variable_grads)]
+    if BACKEND == "torch":
+        import torch
+
+        tensors = [
+            keras.ops.convert_to_tensor(t).detach().requires_grad_(True) for t in tensors
+        ]
+        loss = loss_fn(*tensors)
+        grads = torch.autograd.grad(
+            loss, tensors + [v.value for v in variables], allow_unused=True
+        )
+        return [None if g is None else g.detach().cpu().numpy() for g in grads]
     pytest.skip(f"no gradient helper for the {BACKEND} backend")
 
 
@@ -63,7 +76,20 @@ def compiled(fn):
         import jax
 
         return jax.jit(fn)
-    pytest.skip(f"no compile helper for the {BACKEND} backend")
+    pytest.skip(f"XLA compilation is TensorFlow's and JAX's, not the {BACKEND} backend's")
+
+
+def assert_exported_model_serves(model, path, inputs, rtol=1e-5, atol=1e-6):
+    """Export `model` as a SavedModel at `path`, load it with TensorFlow and
+    check that its `serve` endpoint gives `model`'s outputs for each array of
+    `inputs` (shapes the export has not seen included)."""
+    tf = pytest.importorskip("tensorflow")
+    model.export(str(path), format="tf_saved_model", verbose=False)
+    loaded = tf.saved_model.load(str(path))  # kept: it owns the variables
+    for x in inputs:
+        served = np.asarray(loaded.serve(tf.constant(x)))
+        expected = keras.ops.convert_to_numpy(model(x))
+        np.testing.assert_allclose(served, expected, rtol=rtol, atol=atol)
 
 
 def jax_rnn_masking_known_failure():

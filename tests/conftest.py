@@ -1,7 +1,7 @@
 """Shared pytest setup: quiet TensorFlow, seeded runs, the harness on sys.path.
 
 The backend is TensorFlow unless `KERAS_BACKEND` says otherwise (CI also
-runs `tests/layers` with `KERAS_BACKEND=jax`). Tests marked
+runs `tests/layers` with `KERAS_BACKEND=jax` and `KERAS_BACKEND=torch`). Tests marked
 `@pytest.mark.tf_only(reason=...)` are skipped on other backends.
 """
 

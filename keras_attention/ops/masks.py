@@ -9,6 +9,7 @@ This module imports nothing else from `keras_attention`.
 
 import numbers
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -180,7 +181,6 @@ def mask_fill_value(dtype):
     mask_fill_value("float16")  # -32752.0
     ```
     """
-    name = str(getattr(dtype, "name", dtype))
-    if name == "float16":
+    if keras.backend.standardize_dtype(dtype) == "float16":
         return float(-0.5 * np.finfo(np.float16).max)  # -32752.0
     return -1e9  # float32, float64 and bfloat16 (float32 exponent range)

@@ -140,3 +140,11 @@ def test_mask_fill_value_float16_overflow_guard():
     assert mask_fill_value("float16") == -32752.0
     assert mask_fill_value(np.dtype("float16")) == -32752.0
     assert mask_fill_value(ops.convert_to_tensor(np.zeros(1, "float16")).dtype) == -32752.0
+
+
+@pytest.mark.parametrize("module", ["torch", "jax.numpy"])
+def test_mask_fill_value_takes_other_backends_dtypes(module):
+    # Layers pass their tensors' dtypes: `torch.float16` has no `.name`.
+    lib = pytest.importorskip(module)
+    assert mask_fill_value(lib.float16) == -32752.0
+    assert mask_fill_value(lib.float32) == -1e9

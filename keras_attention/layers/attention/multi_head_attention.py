@@ -11,6 +11,7 @@ from keras import ops
 from keras_attention.layers.attention.attention_mask import compute_attention_mask
 from keras_attention.layers.attention.token_projection import TokenProjection
 from keras_attention.ops import blockwise_attention
+from keras_attention.ops import mask_fill_value
 from keras_attention.ops import merge_masks
 from keras_attention.ops import scaled_dot_product_attention
 from keras_attention.utils.validation import check_bool
@@ -713,6 +714,9 @@ class MultiHeadAttention(keras.layers.Layer):
             native_causal = (
                 implementation == "fused"
                 and use_causal_mask
+                # Keras' PyTorch kernel hands a bias to torch as its mask,
+                # which torch's own causal flag does not combine with.
+                and not (attention_bias is not None and keras.backend.backend() == "torch")
                 and _is_int(start)
                 and start == 0
                 and valid_keys is None
@@ -853,12 +857,20 @@ class MultiHeadAttention(keras.layers.Layer):
             groups = self.num_heads // self._kv_heads
             key_proj = ops.repeat(key_proj, groups, axis=2)  # (B, S, H, D)
             value_proj = ops.repeat(value_proj, groups, axis=2)  # (B, S, H, Dv)
+        kernel_mask = mask
+        if bias is not None:
+            bias = ops.cast(bias, query_proj.dtype)
+            if mask is not None and keras.backend.backend() == "torch":
+                # Keras' PyTorch kernel takes a mask or a bias, not both.
+                fill = ops.cast(mask_fill_value(query_proj.dtype), bias.dtype)
+                bias = ops.where(mask, bias, fill)
+                kernel_mask = None
         attended = ops.dot_product_attention(
             query_proj,
             key_proj,
             value_proj,
-            bias=None if bias is None else ops.cast(bias, query_proj.dtype),
-            mask=mask,
+            bias=bias,
+            mask=kernel_mask,
             scale=1.0 / math.sqrt(self.key_dim),
             is_causal=is_causal,
         )  # (B, T, H, Dv)

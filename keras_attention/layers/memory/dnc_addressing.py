@@ -261,7 +261,7 @@ def link_update(link, precedence, write_weightings):
     p_j = _f32(precedence)[:, :, None, :]  # (B, K, 1, N)
     new_link = (1.0 - w_i - w_j) * _f32(link) + w_i * p_j  # (B, K, N, N)
     n = weights.shape[-1]
-    off_diagonal = 1.0 - np.eye(n, dtype="float32")  # (N, N)
+    off_diagonal = 1.0 - ops.eye(n, dtype="float32")  # (N, N)
     return new_link * off_diagonal
 
 

@@ -28,6 +28,14 @@ def _first_slot_logits(shape, dtype=None):
     return ops.convert_to_tensor(logits, dtype=dtype or "float32")
 
 
+def _rows(value, batch_size):
+    """`value` flattened to one row and repeated for each of `batch_size`
+    rows, `(B, size)`. A new tensor, not a broadcast view: PyTorch cannot
+    copy a view with repeated rows into a stateful RNN's state variables."""
+    row = ops.reshape(value, (1, -1))
+    return ops.zeros((batch_size, row.shape[-1]), dtype=row.dtype) + row
+
+
 @keras.saving.register_keras_serializable(package="keras_attention")
 class NTMCell(keras.layers.Layer):
     """Neural Turing Machine cell: a controller with an addressable memory.
@@ -389,10 +397,7 @@ class NTMCell(keras.layers.Layer):
         if self.memory_init == "constant":
             memory = ops.full((batch_size, n * w), _CONSTANT_MEMORY_VALUE, "float32")
         elif self.memory_init == "learned":
-            memory = ops.broadcast_to(
-                ops.reshape(ops.cast(self.initial_memory, "float32"), (1, n * w)),
-                (batch_size, n * w),
-            )  # (B, N * W)
+            memory = _rows(ops.cast(self.initial_memory, "float32"), batch_size)  # (B, N * W)
         else:
             memory = keras.random.truncated_normal(
                 (batch_size, n * w),
@@ -400,17 +405,11 @@ class NTMCell(keras.layers.Layer):
                 dtype="float32",
                 seed=self.seed_generator,
             )
-        reads = ops.broadcast_to(
-            ops.reshape(ops.cast(self.initial_read, "float32"), (1, self._read_size)),
-            (batch_size, self._read_size),
-        )  # (B, R * W)
+        reads = _rows(ops.cast(self.initial_read, "float32"), batch_size)  # (B, R * W)
         weightings = ops.softmax(
             ops.cast(self.initial_weighting_logits, "float32"), axis=-1
         )  # (H, N)
-        weightings = ops.broadcast_to(
-            ops.reshape(weightings, (1, self.num_heads * n)),
-            (batch_size, self.num_heads * n),
-        )  # (B, H * N)
+        weightings = _rows(weightings, batch_size)  # (B, H * N)
         states = [memory, reads, weightings]
         if self.controller == "lstm":
             zeros = ops.zeros((batch_size, self.controller_units), dtype=self.compute_dtype)

@@ -116,9 +116,6 @@ class TransformerDecoderBlock(TransformerBlockBase):
         Pre-Training" (decoder-only).
     """
 
-    # Set in `build` when the block is built with an encoder sequence.
-    cross_attention = None
-
     def __init__(
         self,
         num_heads,
@@ -166,6 +163,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
             )
             self._check_attention_dropout(cross_attention_kernel, "cross_attention_kernel")
         self.cross_attention_kernel = cross_attention_kernel
+        # Built in `build` when the block is given an encoder sequence. An
+        # instance attribute, not a class one: on PyTorch a sub-layer lives
+        # in the module's registry, where a class attribute would hide it.
+        self.cross_attention = None
 
     def build(self, decoder_sequence_shape, encoder_sequence_shape=None):
         shape = self._check_sequence_shape(decoder_sequence_shape, "decoder_sequence")

@@ -19,6 +19,10 @@ def _rand(*shape):
     return RNG.normal(size=shape).astype("float32")
 
 
+def _np(x):
+    return keras.ops.convert_to_numpy(x)
+
+
 def test_harness_cross_attention_with_scores():
     # T=10 queries, S=14 keys, blocks of 2: 1 global block, 1 random block.
     run_layer_test(
@@ -147,8 +151,8 @@ def test_equals_exact_attention_with_sparse_mask(
     ref, ref_scores = _exact(layer, query, value, mask, value_mask=value_mask,
                              query_mask=query_mask, attention_bias=bias,
                              use_causal_mask=causal)
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
+    np.testing.assert_allclose(_np(scores), _np(ref_scores), atol=1e-6)
     if t >= 4 * block and s >= 4 * block and global_blocks > 0:
         # The pattern is really sparse: some pairs get exactly zero weight.
         assert not _sparse_mask(layer, t, s, causal).all()
@@ -162,7 +166,7 @@ def test_per_head_explicit_mask():
     out = layer(query, value, attention_mask=attention_mask)
     mask = _sparse_mask(layer, 12, 12, False)[None] & attention_mask
     ref, _ = _exact(layer, query, value, mask)
-    np.testing.assert_allclose(out, ref, atol=1e-5)
+    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
 
 
 def test_block_pattern_structure():
@@ -211,7 +215,7 @@ def test_fully_masked_rows_return_a_zero_context():
     x = _rand(1, 10, 8)
     out, scores = layer(x, x, value_mask=np.zeros((1, 10), bool),
                         return_attention_scores=True)
-    np.testing.assert_allclose(out, np.ones((1, 10, 8)), atol=1e-6)
+    np.testing.assert_allclose(_np(out), np.ones((1, 10, 8)), atol=1e-6)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores), 0.0)
 
 
@@ -220,7 +224,7 @@ def test_dropout_only_in_training():
                              num_global_blocks=1, num_random_blocks=1, seed=1)
     x = _rand(2, 12, 8)
     a, b = layer(x, x), layer(x, x, training=False)
-    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(_np(a), _np(b))
     c = layer(x, x, training=True)
     difference = keras.ops.convert_to_numpy(c) - keras.ops.convert_to_numpy(a)
     assert np.abs(difference).max() > 1e-3
@@ -238,7 +242,7 @@ def test_mixed_bfloat16_close_to_float32():
     out = half(x, x)
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), ref_out, atol=6e-2
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), _np(ref_out), atol=6e-2
     )
 
 
@@ -263,8 +267,8 @@ def test_sequence_length_attends_with_the_pattern_of_that_length(causal, t, s):
     ref, ref_scores = _exact(layer, query, value, mask, query_mask=query_mask,
                              value_mask=value_mask, attention_bias=bias,
                              use_causal_mask=causal)
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
+    np.testing.assert_allclose(_np(scores), _np(ref_scores), atol=1e-6)
 
 
 def test_sequence_length_takes_unknown_lengths_fits_and_reloads(tmp_path):
@@ -282,10 +286,10 @@ def test_sequence_length_takes_unknown_lengths_fits_and_reloads(tmp_path):
     reloaded = keras.models.load_model(path, safe_mode=True)
     assert reloaded.get_layer("big_bird").sequence_length == 12
     x = _rand(2, 12, 8)
-    full = np.asarray(model(x))
+    full = _np(model(x))
     for length in (12, 7, 1):
         # Causal: a prefix's outputs do not depend on the positions after it.
-        np.testing.assert_allclose(reloaded(x[:, :length]), full[:, :length], atol=1e-5)
+        np.testing.assert_allclose(_np(reloaded(x[:, :length])), full[:, :length], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -338,11 +342,11 @@ def _decode(layer, x, max_length, prefill):
     cache = layer.get_initial_cache(batch_size=x.shape[0], max_length=max_length)
     out, cache = layer(x[:, :prefill], x[:, :prefill], use_causal_mask=True,
                        cache=cache, cache_index=0)
-    outputs = [np.asarray(out)]
+    outputs = [_np(out)]
     for i in range(prefill, x.shape[1]):
         out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                            cache=cache, cache_index=i)
-        outputs.append(np.asarray(out))
+        outputs.append(_np(out))
     return np.concatenate(outputs, axis=1)
 
 
@@ -373,7 +377,7 @@ def test_cached_decoding_equals_the_full_causal_pass(sequence_length, kv_heads, 
     x = buffer[:, :7]
     layer(buffer, buffer)
     decoded = _decode(layer, x, 9, prefill=3)
-    full = np.asarray(layer(buffer, buffer, use_causal_mask=True))[:, :7]
+    full = _np(layer(buffer, buffer, use_causal_mask=True))[:, :7]
     np.testing.assert_allclose(decoded, full, atol=1e-5)
     exact = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=kv_heads,
                                rotary_embedding=RotaryEmbedding() if rotary else None)
@@ -381,7 +385,7 @@ def test_cached_decoding_equals_the_full_causal_pass(sequence_length, kv_heads, 
     exact.set_weights(layer.get_weights())
     length = sequence_length or 9
     mask = _sparse_mask(layer, length, length, True)[None, :, :7, :7]
-    expected = np.asarray(exact(x, x, attention_mask=mask, use_causal_mask=True))
+    expected = _np(exact(x, x, attention_mask=mask, use_causal_mask=True))
     np.testing.assert_allclose(decoded, expected, atol=1e-5)
 
 
@@ -420,7 +424,8 @@ def test_gradients_equal_exact_attention_with_sparse_mask():
 
     def grads(model, **kwargs):
         def loss(x):
-            return keras.ops.sum(model(x, x, use_causal_mask=True, **kwargs) * target)
+            return keras.ops.sum(keras.ops.multiply(
+                model(x, x, use_causal_mask=True, **kwargs), target))
 
         return gradients(loss, [x], model.trainable_weights)
 

@@ -104,8 +104,8 @@ def test_equals_exact_attention_with_banded_mask(causal, t, s, window, num_globa
         layer, query, value, window, causal, num_global, value_mask=value_mask,
         query_mask=query_mask,
     )
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(fn(out), fn(ref), atol=1e-5)
+    np.testing.assert_allclose(fn(scores), fn(ref_scores), atol=1e-6)
     if num_global:
         # Without masks every global pair beyond the window gets weight.
         _, free = layer(query, value, use_causal_mask=causal,
@@ -128,8 +128,8 @@ def test_explicit_mask_and_bias_are_gathered_in_the_window(mask_heads):
         layer, query, value, window, False, attention_mask=attention_mask,
         attention_bias=bias,
     )
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(fn(out), fn(ref), atol=1e-5)
+    np.testing.assert_allclose(fn(scores), fn(ref_scores), atol=1e-6)
 
 
 def test_numpy_reference_of_the_window():
@@ -169,7 +169,7 @@ def test_dropout_only_in_training():
                            seed=1)
     x = _rand(2, 6, 8)
     a, b = layer(x, x), layer(x, x, training=False)
-    np.testing.assert_allclose(a, b)
+    np.testing.assert_allclose(fn(a), fn(b))
     c = layer(x, x, training=True)
     difference = keras.ops.convert_to_numpy(c) - keras.ops.convert_to_numpy(a)
     assert np.abs(difference).max() > 1e-3
@@ -200,14 +200,14 @@ def test_mixed_float16_close_to_float32(causal, num_global):
     assert keras.backend.standardize_dtype(out.dtype) == "float16"
     assert keras.backend.standardize_dtype(scores.dtype) == "float16"
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), ref_out, atol=2e-2
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), fn(ref_out), atol=2e-2
     )
     if causal:
         # Cached decoding through the float16 rolling cache (it wraps).
         cache = half.get_initial_cache(batch_size=2, max_length=12)
         assert keras.backend.standardize_dtype(cache[0].dtype) == "float16"
         decoded = _decode(half, x, 12, prefill=5)
-        np.testing.assert_allclose(decoded.astype("float32"), ref_out, atol=2e-2)
+        np.testing.assert_allclose(decoded.astype("float32"), fn(ref_out), atol=2e-2)
 
 
 def test_long_sequence_compiled():
@@ -246,11 +246,11 @@ def _decode(layer, x, max_length, prefill, **kwargs):
     cache = layer.get_initial_cache(batch_size=x.shape[0], max_length=max_length)
     out, cache = layer(x[:, :prefill], x[:, :prefill], use_causal_mask=True,
                        cache=cache, cache_index=0, **kwargs)
-    outputs = [np.asarray(out)]
+    outputs = [fn(out)]
     for i in range(prefill, x.shape[1]):
         out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                            cache=cache, cache_index=i, **kwargs)
-        outputs.append(np.asarray(out))
+        outputs.append(fn(out))
     return np.concatenate(outputs, axis=1)
 
 
@@ -271,9 +271,9 @@ def test_cached_decoding_equals_exact_attention_in_the_window(window, kv_heads, 
     exact.set_weights(layer.get_weights())
     i, j = np.arange(7)[:, None], np.arange(7)[None, :]
     band = (i - j >= 0) & (i - j <= window)
-    expected = np.asarray(exact(x, x, attention_mask=band[None]))
+    expected = fn(exact(x, x, attention_mask=band[None]))
     np.testing.assert_allclose(_decode(layer, x, 9, prefill=3), expected, atol=1e-5)
-    np.testing.assert_allclose(layer(x, x, use_causal_mask=True), expected, atol=1e-5)
+    np.testing.assert_allclose(fn(layer(x, x, use_causal_mask=True)), expected, atol=1e-5)
 
 
 def test_cached_decoding_combines_an_attention_mask_with_the_window():
@@ -291,7 +291,7 @@ def test_cached_decoding_combines_an_attention_mask_with_the_window():
                    attention_mask=hidden)
     i, j = np.arange(5)[:, None], np.arange(5)[None, :]
     band = (i - j >= 0) & (i - j <= 2) & (j != 3)
-    np.testing.assert_allclose(out, exact(x, x, attention_mask=band[None]), atol=1e-5)
+    np.testing.assert_allclose(fn(out), fn(exact(x, x, attention_mask=band[None])), atol=1e-5)
 
 
 def test_cache_errors():
@@ -368,7 +368,7 @@ def test_gradients_equal_exact_attention_with_banded_mask(window, num_global):
 
     def grads(model, **kwargs):
         def loss(x):
-            return keras.ops.sum(model(x, x, **kwargs) * target)
+            return keras.ops.sum(keras.ops.multiply(model(x, x, **kwargs), target))
 
         return gradients(loss, [x], model.trainable_weights)
 
@@ -409,8 +409,8 @@ def test_global_tokens_with_explicit_mask_and_bias(causal):
         layer, query, value, window, causal, num_global,
         attention_mask=attention_mask, attention_bias=bias,
     )
-    np.testing.assert_allclose(out, ref, atol=1e-5)
-    np.testing.assert_allclose(scores, ref_scores, atol=1e-6)
+    np.testing.assert_allclose(fn(out), fn(ref), atol=1e-5)
+    np.testing.assert_allclose(fn(scores), fn(ref_scores), atol=1e-6)
 
 
 def test_numpy_reference_of_global_tokens():
@@ -459,7 +459,7 @@ def test_cached_decoding_with_global_tokens(num_global, kv_heads):
     exact(x, x)
     exact.set_weights(layer.get_weights())
     mask = _band(9, 9, window, True, num_global)
-    np.testing.assert_allclose(full, exact(x, x, attention_mask=mask[None]), atol=1e-5)
+    np.testing.assert_allclose(full, fn(exact(x, x, attention_mask=mask[None])), atol=1e-5)
     np.testing.assert_allclose(_decode(layer, x, 11, prefill=2), full, atol=1e-5)
 
 

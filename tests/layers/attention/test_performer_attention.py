@@ -169,7 +169,7 @@ def test_long_queries_and_keys_neither_underflow_nor_lose_their_gradients(causal
 
     def loss(q, k, v):
         out = efficient_math.favor_attention(q, k, v, w, causal=causal)
-        return keras.ops.sum(out * r.astype("float32"))
+        return keras.ops.sum(keras.ops.multiply(out, r.astype("float32")))
 
     grads = gradients(loss, (q, k, v))
     for i, grad in enumerate(grads):
@@ -284,7 +284,8 @@ def test_a_fully_padded_example_leaves_the_others_gradients_alone(causal):
 
     def loss(x, mask):
         out = layer(x, x, query_mask=mask, value_mask=mask, use_causal_mask=causal)
-        return keras.ops.sum(out * mask[:, :, None])  # padded outputs are bias only
+        # Padded outputs are bias only.
+        return keras.ops.sum(keras.ops.multiply(out, mask[:, :, None]))
 
     weights = layer.trainable_weights
     both = gradients(lambda x: loss(x, mask), (x,), weights)
@@ -379,21 +380,21 @@ def test_cached_decoding_equals_the_causal_prefix_sum_pass(kv_heads, rotary):
                                num_key_value_heads=kv_heads,
                                rotary_embedding=RotaryEmbedding() if rotary else None)
     x = _rand(2, 7, 8)
-    full = np.asarray(layer(x, x, use_causal_mask=True))
+    full = fn(layer(x, x, use_causal_mask=True))
     cache = layer.get_initial_cache(batch_size=2, max_length=9)
     out, cache = layer(x[:, :3], x[:, :3], use_causal_mask=True, cache=cache,
                        cache_index=0)
-    steps = [np.asarray(out)]
+    steps = [fn(out)]
     for i in range(3, 7):
         out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                            cache=cache, cache_index=i)
-        steps.append(np.asarray(out))
+        steps.append(fn(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
     # A fixed-size state: M = 16 features, Dv + 1 = 5 columns; 7 keys each.
     summary, stabilizer, count = cache
     assert summary.shape == (2, kv_heads or 2, 16, 5)
     assert stabilizer.shape == (2, kv_heads or 2)
-    np.testing.assert_array_equal(count, [7, 7])
+    np.testing.assert_array_equal(fn(count), [7, 7])
 
 
 def test_padded_rows_and_re_decoded_positions_as_the_generators_use_them():
@@ -410,15 +411,15 @@ def test_padded_rows_and_re_decoded_positions_as_the_generators_use_them():
     cache = layer.get_initial_cache(batch_size=2, max_length=7)
     _, cache = layer(x[:, :5], x[:, :5], use_causal_mask=True, value_mask=mask,
                      cache=cache, cache_index=0)
-    np.testing.assert_array_equal(cache[2], [5, 2])
+    np.testing.assert_array_equal(fn(cache[2]), [5, 2])
     outputs = {}
     for i in range(1, 7):
         mask[:, i] = True  # a token is real once decoded (row 1 from 2 on)
         out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                            value_mask=mask, cache=cache, cache_index=i)
-        outputs[i] = np.asarray(out)[:, 0]
-    np.testing.assert_array_equal(cache[2], [7, 7])
-    full = np.asarray(layer(x, x, use_causal_mask=True))  # (2, 7, 8)
+        outputs[i] = fn(out)[:, 0]
+    np.testing.assert_array_equal(fn(cache[2]), [7, 7])
+    full = fn(layer(x, x, use_causal_mask=True))  # (2, 7, 8)
     # Row 0: positions 4.. (its last prompt token on); row 1: 1.. .
     for row, first in ((0, 4), (1, 1)):
         for i in range(first, 7):
@@ -440,7 +441,7 @@ def test_running_state_matches_the_kernel_formula(norm):
     else:
         query, key = (norm * x / np.linalg.norm(x, axis=-1, keepdims=True)
                       for x in (query, key))
-    projection = np.asarray(efficient_math.orthogonal_random_features(8, 4, seed=1))
+    projection = fn(efficient_math.orthogonal_random_features(8, 4, seed=1))
     state = (np.zeros((1, 2, 8, 4), "float32"),
              np.full((1, 2), efficient_math.NO_STABILIZER, "float32"))
     _, state = efficient_math.favor_running_attention(
@@ -449,7 +450,7 @@ def test_running_state_matches_the_kernel_formula(norm):
     valid = np.array([[True, False, True]])
     out, _ = efficient_math.favor_running_attention(
         query[:, 3:], key[:, 3:], value[:, 3:], projection, state, valid)
-    out = np.asarray(out)
+    out = fn(out)
 
     def phi(x):
         x = x.astype("float64") * 4 ** -0.25
@@ -500,7 +501,7 @@ def test_cached_decoding_under_mixed_precision_and_symbolically():
     keras.utils.set_random_seed(0)
     ref = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16)
     x = _rand(1, 6, 8)
-    expected = np.asarray(ref(x, x, use_causal_mask=True))
+    expected = fn(ref(x, x, use_causal_mask=True))
     half = PerformerAttention(num_heads=2, key_dim=4, num_random_features=16,
                               dtype="mixed_float16")
     half(x, x)
@@ -512,7 +513,7 @@ def test_cached_decoding_under_mixed_precision_and_symbolically():
     for i in range(6):
         out, cache = half(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                           cache=cache, cache_index=i)
-        steps.append(np.asarray(keras.ops.cast(out, "float32")))
+        steps.append(fn(keras.ops.cast(out, "float32")))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), expected, atol=2e-2)
     symbolic = keras.Input((1, 8), batch_size=1)
     spec_out, spec_cache = half.compute_output_spec(

@@ -118,7 +118,7 @@ def test_allocation_gradient_is_exact_through_zeros():
     """d a / d u from the product formula, also where usage has zeros."""
     u = np.asarray([0.0, 0.4, 0.0, 0.9, 0.2, 0.6, 0.3], "float32")
     cot = _rng().standard_normal(N).astype("float32")
-    [grad] = gradients(lambda x: ops.sum(dnc.allocation_weighting(x) * cot), [u[None]])
+    [grad] = gradients(lambda x: ops.sum(ops.multiply(dnc.allocation_weighting(x), cot)), [u[None]])
     grad = grad[0]
     # Reference Jacobian: a_j = (1 - u_j) prod_{l before j} u_l.
     phi = np.argsort(u, kind="stable")

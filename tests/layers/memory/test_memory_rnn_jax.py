@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 from backend_utils import BACKEND
+from backend_utils import assert_exported_model_serves
 from backend_utils import gradients
 
 from keras_attention.layers import DNC
@@ -100,13 +101,7 @@ def test_jitted_loop_equals_keras_loop(name, monkeypatch):
 def test_exports_as_a_saved_model_with_gradients(name, tmp_path):
     # `model.export` on JAX traces the gradient with a symbolic batch size,
     # which `ops.prod` cannot take (the products use `halving_product`).
-    tf = pytest.importorskip("tensorflow")
     inputs = keras.Input((None, 4), name="x")
     model = keras.Model(inputs, LAYERS[name]()(inputs))
-    model.export(str(tmp_path), format="tf_saved_model", verbose=False)
     x, _ = _data(2)
-    loaded = tf.saved_model.load(str(tmp_path))  # kept: it owns the variables
-    served = loaded.serve(tf.constant(x[:3]))
-    np.testing.assert_allclose(
-        np.asarray(served), keras.ops.convert_to_numpy(model(x[:3])), rtol=1e-5, atol=1e-6
-    )
+    assert_exported_model_serves(model, tmp_path, [x[:3]])

@@ -207,9 +207,9 @@ def test_in_keras_rnn_with_sequences_masking_and_state():
 
     # Masked steps keep the states and repeat the previous output.
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
-    masked, *masked_states = rnn(x, mask=mask)
+    masked, *masked_states = [ops.convert_to_numpy(t) for t in rnn(x, mask=mask)]
     for b, length in enumerate(mask.sum(1)):
-        short, *short_states = rnn(x[b : b + 1, :length])
+        short, *short_states = [ops.convert_to_numpy(t) for t in rnn(x[b : b + 1, :length])]
         np.testing.assert_allclose(masked[b, :length], short[0], atol=1e-5)
         np.testing.assert_allclose(masked[b, length:], np.repeat(short[:, -1], 5 - length, 0), atol=1e-5)
         for got, want in zip(masked_states, short_states):

@@ -260,13 +260,13 @@ def test_decoder_block_cached_steps_equal_the_full_pass(kernel, options, scheme)
                                     position_scheme=scheme)
     padding = np.ones((2, 6), bool)
     padding[1, 4:] = False
-    full = np.asarray(block(X, decoder_padding_mask=padding))  # (2, 6, 16), causal
+    full = fn(block(X, decoder_padding_mask=padding))  # (2, 6, 16), causal
     cache = block.get_initial_cache(batch_size=2, max_length=6)
     steps = []
     for i in range(6):
         out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i,
                            decoder_padding_mask=padding)
-        steps.append(np.asarray(out))
+        steps.append(fn(out))
     steps = np.concatenate(steps, axis=1)
     np.testing.assert_allclose(steps[0], full[0], atol=1e-5)
     np.testing.assert_allclose(steps[1, :4], full[1, :4], atol=1e-5)
@@ -285,7 +285,7 @@ def test_decoder_block_cache_rewinds_to_rewrite_positions(kernel, options):
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16,
                                     attention_kernel=kernel,
                                     attention_kernel_options=options)
-    full = np.asarray(block(X))  # (2, 6, 16), causal
+    full = fn(block(X))  # (2, 6, 16), causal
     cache = block.get_initial_cache(batch_size=2, max_length=6, rewind=2)
     if kernel == "local":
         assert cache[0].shape[1] == 5
@@ -295,7 +295,7 @@ def test_decoder_block_cache_rewinds_to_rewrite_positions(kernel, options):
     steps = []
     for i in range(2, 6):
         out, cache = block(X[:, i:i + 1], self_attention_cache=cache, cache_index=i)
-        steps.append(np.asarray(out))
+        steps.append(fn(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full[:, 2:], atol=1e-5)
     with pytest.raises(ValueError, match="argument `rewind`, expected a non-negative"):
         block.get_initial_cache(batch_size=2, max_length=6, rewind=-1)
@@ -429,7 +429,7 @@ def test_cross_attention_kernel_keeps_cross_attention_exact(kernel, options):
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=16, norm_first=True,
                                     attention_kernel=kernel, attention_kernel_options=options,
                                     cross_attention_kernel="dot_product")
-    full = np.asarray(block(X, SOURCE, encoder_padding_mask=np.arange(9)[None] < [[9], [5]]))
+    full = fn(block(X, SOURCE, encoder_padding_mask=np.arange(9)[None] < [[9], [5]]))
     assert type(block.self_attention) is KERNELS[kernel]
     assert type(block.cross_attention) is MultiHeadAttention
     cache = block.get_initial_cache(batch_size=2, max_length=6)
@@ -439,7 +439,7 @@ def test_cross_attention_kernel_keeps_cross_attention_exact(kernel, options):
         out, cache, cross = block(
             X[:, i:i + 1], SOURCE, self_attention_cache=cache, cross_attention_cache=cross,
             cache_index=i, encoder_padding_mask=np.arange(9)[None] < [[9], [5]])
-        steps.append(np.asarray(out))
+        steps.append(fn(out))
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
     config = block.get_config()
     assert config["cross_attention_kernel"] == "dot_product"

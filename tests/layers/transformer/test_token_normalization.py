@@ -22,6 +22,29 @@ PAIRS = [
     # rank-3 input: its scale does not broadcast; so no such case here.)
 ]
 IDS = ["layer", "layer-init", "layer-axis1", "layer-2axes", "rms"]
+SHAPES = {"rank3": (2, 5, 8), "rank4": (2, 3, 4, 8), "rank2": (7, 8)}
+# Keras bug: on the torch backend keras.layers.LayerNormalization (through
+# keras.ops.layer_normalization) hands any contiguous axes to
+# torch.nn.functional.layer_norm, which normalizes trailing axes only, so a
+# non-last axis raises "Given normalized_shape=[5], expected input with
+# shape [*, 5]" in the Keras layer itself (reproducible with Keras alone).
+KERAS_TORCH_LAYER_NORM_AXIS_BUG = pytest.mark.xfail(
+    keras.backend.backend() == "torch",
+    reason="Keras bug: keras.layers.LayerNormalization(axis=1) fails on the torch "
+    "backend (keras.ops.layer_normalization calls torch.nn.functional.layer_norm "
+    "for a non-trailing axis: 'Given normalized_shape=[5], expected input with "
+    "shape [*, 5]')",
+    strict=True,
+)
+EQUALS_KERAS_CASES = [
+    pytest.param(
+        ours_cls, peer_cls, kwargs, shape, id=f"{shape_id}-{pair_id}",
+        marks=(KERAS_TORCH_LAYER_NORM_AXIS_BUG
+               if pair_id == "layer-axis1" and shape_id != "rank2" else ()),
+    )
+    for pair_id, (ours_cls, peer_cls, kwargs) in zip(IDS, PAIRS)
+    for shape_id, shape in SHAPES.items()
+]
 
 
 def _numpy_layer_norm(x, gamma, beta, epsilon):
@@ -36,13 +59,12 @@ def _grads(layer, x):
     weights = np.cos(np.arange(x.size, dtype="float32"))
 
     def loss(x):
-        return ops.sum(ops.reshape(layer(x), (-1,)) * weights)
+        return ops.sum(ops.multiply(ops.reshape(layer(x), (-1,)), weights))
 
     return [ops.convert_to_numpy(layer(x))] + gradients(loss, [x], layer.trainable_weights)
 
 
-@pytest.mark.parametrize("ours_cls,peer_cls,kwargs", PAIRS, ids=IDS)
-@pytest.mark.parametrize("shape", [(2, 5, 8), (2, 3, 4, 8), (7, 8)], ids=["rank3", "rank4", "rank2"])
+@pytest.mark.parametrize("ours_cls,peer_cls,kwargs,shape", EQUALS_KERAS_CASES)
 def test_equals_keras_layer(ours_cls, peer_cls, kwargs, shape):
     x = RNG.standard_normal(shape).astype("float32") * 3 + 1
     ours, peer = ours_cls(**kwargs), peer_cls(**kwargs)
@@ -59,7 +81,8 @@ def test_layer_norm_matches_the_formula():
                                beta_initializer="random_normal")
     y = layer(x)
     gamma, beta = (w.numpy() for w in layer.weights)
-    np.testing.assert_allclose(y, _numpy_layer_norm(x, gamma, beta, 1e-5), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(y), _numpy_layer_norm(x, gamma, beta, 1e-5),
+                               rtol=1e-5, atol=1e-5)
 
 
 def test_unknown_batch_and_length_in_a_compiled_fit(tmp_path):
@@ -80,10 +103,10 @@ def test_mixed_precision_and_mask_pass_through():
     x = RNG.standard_normal((2, 5, 8)).astype("float32")
     layer = LayerNormalization(dtype="mixed_bfloat16")
     y = layer(x)
-    assert y.dtype == "bfloat16"
+    assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
     np.testing.assert_allclose(
         keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")),
-        keras.layers.LayerNormalization()(x), atol=0.05,
+        keras.ops.convert_to_numpy(keras.layers.LayerNormalization()(x)), atol=0.05,
     )
     masked = keras.layers.Masking()(np.where(x > 2, 0, x))
     assert LayerNormalization()(masked)._keras_mask is not None

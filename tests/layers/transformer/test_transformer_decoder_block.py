@@ -17,6 +17,10 @@ TARGET_PADDING = np.array([[1] * 5, [1] * 3 + [0] * 2], dtype=bool)
 SOURCE_PADDING = np.array([[1] * 7, [1] * 4 + [0] * 3], dtype=bool)
 
 
+def _np(x):
+    return ops.convert_to_numpy(x)
+
+
 @pytest.mark.parametrize(
     "init_kwargs",
     [
@@ -78,12 +82,12 @@ def _hub_and_ours(norm_first, cross=True):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_equals_keras_hub_decoder(norm_first):
     hub, ours = _hub_and_ours(norm_first)
-    np.testing.assert_allclose(ours(TARGET, SOURCE), hub(TARGET, SOURCE), atol=1e-5)
+    np.testing.assert_allclose(_np(ours(TARGET, SOURCE)), _np(hub(TARGET, SOURCE)), atol=1e-5)
 
 
 def test_equals_keras_hub_decoder_only():
     hub, ours = _hub_and_ours(False, cross=False)
-    np.testing.assert_allclose(ours(TARGET), hub(TARGET), atol=1e-5)
+    np.testing.assert_allclose(_np(ours(TARGET)), _np(hub(TARGET)), atol=1e-5)
 
 
 def test_equals_keras_hub_with_padding_on_real_tokens():
@@ -91,8 +95,8 @@ def test_equals_keras_hub_with_padding_on_real_tokens():
     padded queries, keras-hub does not)."""
     hub, ours = _hub_and_ours(False)
     kwargs = dict(decoder_padding_mask=TARGET_PADDING, encoder_padding_mask=SOURCE_PADDING)
-    expected = np.asarray(hub(TARGET, SOURCE, **kwargs))
-    got = np.asarray(ours(TARGET, SOURCE, **kwargs))
+    expected = _np(hub(TARGET, SOURCE, **kwargs))
+    got = _np(ours(TARGET, SOURCE, **kwargs))
     np.testing.assert_allclose(got[TARGET_PADDING], expected[TARGET_PADDING], atol=1e-5)
 
 
@@ -102,15 +106,15 @@ def test_encoder_padding_hides_padded_source():
     changed[1, 4:] = 50.0
     a = block(TARGET, SOURCE, encoder_padding_mask=SOURCE_PADDING)
     b = block(TARGET, changed, encoder_padding_mask=SOURCE_PADDING)
-    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(_np(a), _np(b), atol=1e-5)
 
 
 def test_future_targets_do_not_leak():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32)
     changed = TARGET.copy()
     changed[:, 2:] = RNG.normal(size=changed[:, 2:].shape)
-    a = np.asarray(block(TARGET, SOURCE))
-    b = np.asarray(block(changed, SOURCE))
+    a = _np(block(TARGET, SOURCE))
+    b = _np(block(changed, SOURCE))
     np.testing.assert_allclose(a[:, :2], b[:, :2], atol=1e-5)
 
 
@@ -150,16 +154,16 @@ def test_cached_decoding_equals_full_pass(scheme, kv_heads):
     )
     full = block(TARGET, SOURCE)
     stepped = _decode_step_by_step(block, TARGET, SOURCE, compiled=True)
-    np.testing.assert_allclose(stepped, full, atol=1e-5)
+    np.testing.assert_allclose(_np(stepped), _np(full), atol=1e-5)
 
 
 def test_cached_decoder_only_eager():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32, norm_first=True)
-    full = np.asarray(block(TARGET))
+    full = _np(block(TARGET))
     cache = block.get_initial_cache(2, 5)
     for i in range(5):
         out, cache = block(TARGET[:, i : i + 1], self_attention_cache=cache, cache_index=i)
-        np.testing.assert_allclose(out[:, 0], full[:, i], atol=1e-5)
+        np.testing.assert_allclose(_np(out)[:, 0], full[:, i], atol=1e-5)
 
 
 def test_cached_scores_cover_the_cache():
@@ -173,7 +177,7 @@ def test_cached_scores_cover_the_cache():
     )
     assert tuple(scores["self_attention"].shape) == (2, 2, 1, 9)
     assert tuple(scores["cross_attention"].shape) == (2, 2, 1, 7)
-    np.testing.assert_allclose(np.asarray(scores["self_attention"])[..., 1:], 0.0)
+    np.testing.assert_allclose(_np(scores["self_attention"])[..., 1:], 0.0)
 
 
 def test_symbolic_cached_call_structure():
