@@ -8,6 +8,11 @@ nature (SavedModel, tf.data, ...) use the `tf_only` marker instead (see
 `conftest.py`).
 """
 
+import os
+import pathlib
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -111,3 +116,26 @@ def jax_rnn_masking_known_failure():
         "(use the NTM / DNC layers)",
         strict=True,
     )
+
+
+def run_on_backend(script, backend, timeout=600):
+    """Run the Python source `script` in a fresh interpreter on `backend`.
+
+    The backend is global to a process, so tests of another backend's
+    end-to-end paths run as a subprocess with `KERAS_BACKEND=backend` and
+    the repository on `PYTHONPATH`; `sys.argv[1]` is the backend's name.
+    Skips when the backend's package is not installed; fails unless the
+    script exits 0 and prints "ok" last.
+    """
+    pytest.importorskip(backend)
+    root = str(pathlib.Path(__file__).resolve().parents[1])
+    env = dict(
+        os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, backend], env=env, capture_output=True,
+        text=True, timeout=timeout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok"), result.stdout[-3000:]
