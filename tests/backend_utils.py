@@ -1,4 +1,4 @@
-"""Backend-neutral test helpers: gradients and compiled functions.
+"""Backend-neutral test helpers: NumPy values, gradients, compiled functions.
 
 The layer tests run on the TensorFlow backend (the default), on JAX
 (`KERAS_BACKEND=jax`) and on PyTorch (`KERAS_BACKEND=torch`). These helpers
@@ -18,6 +18,18 @@ import numpy as np
 import pytest
 
 BACKEND = keras.backend.backend()
+
+
+def to_numpy(x, dtype=None):
+    """`x` (a tensor of any backend, a NumPy array or a nested value) as NumPy.
+
+    `keras.ops.convert_to_numpy` (which detaches PyTorch tensors that
+    require gradients and reads bfloat16 ones), then `astype(dtype)` when a
+    dtype is given: "float32" reads mixed-precision outputs at full width,
+    "float64" keeps a NumPy reference comparison in double precision.
+    """
+    value = np.asarray(keras.ops.convert_to_numpy(x))
+    return value if dtype is None else value.astype(dtype)
 
 
 def gradients(loss_fn, tensors=(), variables=()):

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from keras import ops
 
 from keras_attention.ops import attention_combine
@@ -49,10 +50,6 @@ def _qkv(rng, b=2, t=4, s=6, h=2, k=None, d=8, dv=None):
     return q, key, value
 
 
-def _np(x):
-    return ops.convert_to_numpy(ops.cast(x, "float32"))
-
-
 def test_no_mask_matches_reference():
     rng = np.random.default_rng(0)
     q, k, v = _qkv(rng, dv=5)
@@ -60,8 +57,8 @@ def test_no_mask_matches_reference():
     ref_out, ref_w = reference_attention(q, k, v)
     assert tuple(out.shape) == (2, 4, 2, 5)
     assert tuple(w.shape) == (2, 2, 4, 6)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-5)
 
 
 def test_padding_mask_matches_reference():
@@ -71,9 +68,9 @@ def test_padding_mask_matches_reference():
     mask = padding_mask(keep)  # (B, 1, 1, S)
     out, w = scaled_dot_product_attention(q, k, v, mask=mask, return_weights=True)
     ref_out, ref_w = reference_attention(q, k, v, mask=keep[:, None, None, :])
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-5)
-    assert np.all(_np(w)[0, :, :, 3:] == 0)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-5)
+    assert np.all(to_numpy(w, "float32")[0, :, :, 3:] == 0)
 
 
 @pytest.mark.parametrize("t,s", [(5, 5), (3, 6), (6, 3)])
@@ -84,8 +81,8 @@ def test_causal_matches_reference(t, s):
     # Top-left aligned triangle: query i sees keys j <= i.
     tri = np.arange(s)[None, :] <= np.arange(t)[:, None]
     ref_out, ref_w = reference_attention(q, k, v, mask=tri)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-5)
 
 
 def test_padding_causal_bias_and_attention_mask_combined():
@@ -107,8 +104,8 @@ def test_padding_causal_bias_and_attention_mask_combined():
     tri = np.tril(np.ones((t, s), bool))
     full = attn & keep[:, None, None, :] & tri
     ref_out, ref_w = reference_attention(q, k, v, mask=full, bias=bias)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-5)
 
 
 def test_explicit_scale():
@@ -116,7 +113,7 @@ def test_explicit_scale():
     q, k, v = _qkv(rng)
     out = scaled_dot_product_attention(q, k, v, scale=0.7)
     ref_out, _ = reference_attention(q, k, v, scale=0.7)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
 
 
 @pytest.mark.parametrize("kv_heads", [1, 2])
@@ -132,8 +129,8 @@ def test_grouped_query_matches_repeated_heads(kv_heads):
     tri = np.arange(5)[None, :] <= np.arange(3)[:, None]
     ref_out, ref_w = reference_attention(q, k, v, mask=mask & tri)
     assert tuple(out.shape) == (2, 3, 4, 6)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-5)
     # Same as running the non-grouped kernel on explicitly repeated heads.
     groups = 4 // kv_heads
     full = scaled_dot_product_attention(
@@ -143,24 +140,24 @@ def test_grouped_query_matches_repeated_heads(kv_heads):
         mask=mask,
         causal=True,
     )
-    np.testing.assert_allclose(_np(out), _np(full), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out, "float32"), to_numpy(full, "float32"), atol=1e-6)
 
 
 @pytest.mark.parametrize("as_tensor", [False, True])
 def test_causal_offset_equals_rows_of_full_pass(as_tensor):
     rng = np.random.default_rng(6)
     q, k, v = _qkv(rng, t=6, s=6)
-    full = _np(scaled_dot_product_attention(q, k, v, causal=True))
+    full = to_numpy(scaled_dot_product_attention(q, k, v, causal=True), "float32")
     offset = ops.convert_to_tensor(3, "int32") if as_tensor else 3
     chunk = scaled_dot_product_attention(
         q[:, 3:5], k, v, causal=True, causal_offset=offset
     )
-    np.testing.assert_allclose(_np(chunk), full[:, 3:5], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(chunk, "float32"), full[:, 3:5], atol=1e-6)
     # One new token against a cache of 4 earlier tokens plus itself.
     step = scaled_dot_product_attention(
         q[:, 4:5], k[:, :5], v[:, :5], causal=True, causal_offset=4
     )
-    np.testing.assert_allclose(_np(step), full[:, 4:5], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(step, "float32"), full[:, 4:5], atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
@@ -175,7 +172,7 @@ def test_fully_masked_rows_are_finite_zeros(dtype):
         q, k, v, mask=mask, bias=bias, return_weights=True
     )
     assert keras.backend.standardize_dtype(out.dtype) == dtype
-    out, w = _np(out), _np(w)
+    out, w = to_numpy(out, "float32"), to_numpy(w, "float32")
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(w))
     assert np.all(out[0, 1] == 0) and np.all(w[0, :, 1] == 0)
     assert np.all(out[1] == 0) and np.all(w[1] == 0)
@@ -200,7 +197,7 @@ def test_half_precision_large_logits_do_not_overflow(dtype):
         causal=True,
         return_weights=True,
     )
-    out, w = _np(out), _np(w)
+    out, w = to_numpy(out, "float32"), to_numpy(w, "float32")
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(w))
     tri = np.tril(np.ones((3, 5), bool))
     ref_out, ref_w = reference_attention(q, k, v, mask=keep & tri)
@@ -211,17 +208,19 @@ def test_half_precision_large_logits_do_not_overflow(dtype):
 def test_dropout_only_in_training_and_unbiased():
     rng = np.random.default_rng(9)
     q, k, v = _qkv(rng, b=1, t=2, s=3, h=1, d=4)
-    ref = _np(scaled_dot_product_attention(q, k, v))
+    ref = to_numpy(scaled_dot_product_attention(q, k, v), "float32")
     not_training = scaled_dot_product_attention(q, k, v, dropout=0.5, seed=3)
-    np.testing.assert_array_equal(_np(not_training), ref)
+    np.testing.assert_array_equal(to_numpy(not_training, "float32"), ref)
     reps = 4000
     qr, kr, vr = (np.repeat(x, reps, axis=0) for x in (q, k, v))
     out, w = scaled_dot_product_attention(
         qr, kr, vr, dropout=0.5, seed=3, training=True, return_weights=True
     )
-    out = _np(out)
+    out = to_numpy(out, "float32")
     # Weights are returned before dropout.
-    np.testing.assert_allclose(_np(w)[0], reference_attention(q, k, v)[1][0], atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(w, "float32")[0], reference_attention(q, k, v)[1][0], atol=1e-5
+    )
     assert not np.allclose(out[0], ref[0], atol=1e-3)
     # Inverted dropout keeps the expectation.
     np.testing.assert_allclose(out.mean(0), ref[0], atol=0.1)
@@ -236,14 +235,14 @@ def test_helpers_compose_to_the_kernel():
     ref_out, ref_w = reference_attention(
         q, k, v, scale=0.5, mask=np.array([True, True, False, True, True, True])
     )
-    np.testing.assert_allclose(_np(weights), ref_w, atol=1e-5)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(weights, "float32"), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
 
 
 def test_masked_softmax_fully_masked_row_is_zero():
     logits = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], "float32")
     mask = np.array([[True, False, True], [False, False, False]])
-    w = _np(masked_softmax(logits, mask))
+    w = to_numpy(masked_softmax(logits, mask), "float32")
     e = np.exp([1.0, 3.0])
     np.testing.assert_allclose(w[0], [e[0] / e.sum(), 0, e[1] / e.sum()], atol=1e-6)
     np.testing.assert_array_equal(w[1], [0, 0, 0])
@@ -314,6 +313,6 @@ def test_single_key_gets_full_weight_without_warning():
         warnings.simplefilter("error")  # keras warns on a size-1 softmax
         out, w = scaled_dot_product_attention(q, k, v, mask=keep, return_weights=True)
     ref_out, ref_w = reference_attention(q, k, v, mask=keep)
-    np.testing.assert_allclose(_np(w), ref_w, atol=1e-6)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    assert np.all(_np(w)[0] == 1) and np.all(_np(w)[1] == 0)
+    np.testing.assert_allclose(to_numpy(w, "float32"), ref_w, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref_out, atol=1e-5)
+    assert np.all(to_numpy(w, "float32")[0] == 1) and np.all(to_numpy(w, "float32")[1] == 0)

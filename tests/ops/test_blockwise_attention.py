@@ -10,6 +10,7 @@ sizes that do and do not divide the lengths.
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from keras import ops
 
 from keras_attention.ops import blockwise_attention
@@ -23,10 +24,6 @@ def _qkv(rng, b=2, t=13, s=11, h=4, k=2, d=8, dv=6):
     key = rng.standard_normal((b, s, k, d)).astype("float32")
     value = rng.standard_normal((b, s, k, dv)).astype("float32")
     return q, key, value
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(ops.cast(x, "float32")))
 
 
 def numpy_attention(q, k, v, mask=None, bias=None):
@@ -134,7 +131,7 @@ def test_matches_numpy_formula(blocks, kv_heads):
         q, k, v, mask=keys[:, None, None, :], causal=True, causal_offset=2,
         query_block_size=blocks[0], key_block_size=blocks[1],
     )
-    np.testing.assert_allclose(_np(out), numpy_attention(q, k, v, mask), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), numpy_attention(q, k, v, mask), atol=1e-5)
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -153,9 +150,11 @@ def test_output_and_gradients_equal_the_full_path(case):
 
     out, grads = run(blockwise_attention, query_block_size=4, key_block_size=3)
     ref, ref_grads = run(scaled_dot_product_attention)
-    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), to_numpy(ref, "float32"), atol=1e-5)
     for name, g, r in zip(("query", "key", "value", "bias"), grads, ref_grads):
-        np.testing.assert_allclose(_np(g), _np(r), atol=1e-4, err_msg=name)
+        np.testing.assert_allclose(
+            to_numpy(g, "float32"), to_numpy(r, "float32"), atol=1e-4, err_msg=name
+        )
 
 
 def test_fully_masked_rows_give_zeros_and_zero_query_gradients():
@@ -170,7 +169,7 @@ def test_fully_masked_rows_give_zeros_and_zero_query_gradients():
         )
 
     out, (dq, dk, dv) = _loss_and_grads(call, [q, k, v])
-    out, dq = _np(out), _np(dq)
+    out, dq = to_numpy(out, "float32"), to_numpy(dq, "float32")
     assert np.all(np.isfinite(out)) and np.all(np.isfinite(dq))
     np.testing.assert_array_equal(out[0, 4:], 0.0)
     np.testing.assert_array_equal(dq[0, 4:], 0.0)
@@ -188,7 +187,7 @@ def test_a_list_of_masks_equals_their_merged_mask():
         key_block_size=4,
     )
     ref = numpy_attention(q, k, v, queries & keys & heads)
-    np.testing.assert_allclose(_np(out), ref, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out, "float32"), ref, atol=1e-5)
 
 
 def test_causal_skipping_with_tensor_offset_matches_rows_of_the_full_pass():
@@ -201,9 +200,11 @@ def test_causal_skipping_with_tensor_offset_matches_rows_of_the_full_pass():
         q[:, 5:8], k, v, causal=True, causal_offset=ops.convert_to_tensor(5),
         query_block_size=2, key_block_size=3,
     )
-    np.testing.assert_allclose(_np(chunk), _np(full)[:, 5:8], atol=1e-5)
     np.testing.assert_allclose(
-        _np(full), numpy_attention(q, k, v, np.tril(np.ones((11, 11), bool))),
+        to_numpy(chunk, "float32"), to_numpy(full, "float32")[:, 5:8], atol=1e-5
+    )
+    np.testing.assert_allclose(
+        to_numpy(full, "float32"), numpy_attention(q, k, v, np.tril(np.ones((11, 11), bool))),
         atol=1e-5,
     )
 
@@ -218,8 +219,8 @@ def test_half_precision_is_finite_and_close_to_the_full_path(dtype):
                               query_block_size=4, key_block_size=3)
     ref = scaled_dot_product_attention(q, k, v, mask=mask, causal=True)
     assert keras.backend.standardize_dtype(out.dtype) == dtype
-    assert np.all(np.isfinite(_np(out)))
-    np.testing.assert_allclose(_np(out), _np(ref), atol=0.1)
+    assert np.all(np.isfinite(to_numpy(out, "float32")))
+    np.testing.assert_allclose(to_numpy(out, "float32"), to_numpy(ref, "float32"), atol=0.1)
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow graphs")

@@ -3,6 +3,7 @@
 import ml_dtypes
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from keras import ops
 
 from keras_attention.ops import causal_mask
@@ -11,19 +12,15 @@ from keras_attention.ops import merge_masks
 from keras_attention.ops import padding_mask
 
 
-def _np(x):
-    return ops.convert_to_numpy(x)
-
-
 def test_causal_mask_square():
-    m = _np(causal_mask(4))
+    m = to_numpy(causal_mask(4))
     assert m.dtype == bool
     np.testing.assert_array_equal(m, np.tril(np.ones((4, 4), bool)))
 
 
 @pytest.mark.parametrize("t,s", [(2, 5), (5, 2)])
 def test_causal_mask_rectangular_is_top_left_aligned(t, s):
-    m = _np(causal_mask(t, s))
+    m = to_numpy(causal_mask(t, s))
     expected = np.array([[j <= i for j in range(s)] for i in range(t)])
     np.testing.assert_array_equal(m, expected)
 
@@ -31,7 +28,7 @@ def test_causal_mask_rectangular_is_top_left_aligned(t, s):
 @pytest.mark.parametrize("offset", [0, 2, 3])
 def test_causal_mask_offset(offset):
     # Queries at absolute positions offset..offset+T-1 over S keys.
-    m = _np(causal_mask(2, 6, offset=offset))
+    m = to_numpy(causal_mask(2, 6, offset=offset))
     expected = np.array([[j <= offset + i for j in range(6)] for i in range(2)])
     np.testing.assert_array_equal(m, expected)
 
@@ -42,12 +39,12 @@ def test_causal_mask_tensor_arguments():
         ops.convert_to_tensor(4),
         offset=ops.convert_to_tensor(2, "int32"),
     )
-    np.testing.assert_array_equal(_np(m), [[True, True, True, False]])
+    np.testing.assert_array_equal(to_numpy(m), [[True, True, True, False]])
 
 
 def test_padding_mask_keys_only():
     keep = np.array([[1, 1, 0], [1, 0, 0]])  # 0/1 ints are accepted
-    m = _np(padding_mask(keep))
+    m = to_numpy(padding_mask(keep))
     assert m.shape == (2, 1, 1, 3) and m.dtype == bool
     np.testing.assert_array_equal(m[:, 0, 0], keep.astype(bool))
 
@@ -55,7 +52,7 @@ def test_padding_mask_keys_only():
 def test_padding_mask_with_query_mask():
     keys = np.array([[True, True, False], [True, True, True]])
     queries = np.array([[True, False], [True, True]])
-    m = _np(padding_mask(keys, queries))
+    m = to_numpy(padding_mask(keys, queries))
     assert m.shape == (2, 1, 2, 3)
     expected = queries[:, :, None] & keys[:, None, :]
     np.testing.assert_array_equal(m[:, 0], expected)
@@ -84,7 +81,7 @@ def test_merge_masks_none():
 
 
 def test_merge_masks_single_is_cast_to_bool():
-    m = _np(merge_masks(None, np.array([[1, 0]])))
+    m = to_numpy(merge_masks(None, np.array([[1, 0]])))
     assert m.dtype == bool
     np.testing.assert_array_equal(m, [[True, False]])
 
@@ -92,7 +89,7 @@ def test_merge_masks_single_is_cast_to_bool():
 def test_merge_masks_broadcasts_causal_and_padding():
     keep = np.array([[1, 1, 0], [1, 1, 1]], bool)
     heads = np.random.default_rng(0).random((2, 2, 3, 3)) > 0.3
-    m = _np(merge_masks(causal_mask(3), padding_mask(keep), None, heads))
+    m = to_numpy(merge_masks(causal_mask(3), padding_mask(keep), None, heads))
     assert m.shape == (2, 2, 3, 3)
     expected = np.tril(np.ones((3, 3), bool)) & keep[:, None, None, :] & heads
     np.testing.assert_array_equal(m, expected)

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 from attention_test_utils import np_attention
+from backend_utils import to_numpy
 from harness import run_layer_test
-from keras import ops
 
 from keras_attention.layers import AdditiveAttention
 
@@ -19,10 +19,6 @@ def bahdanau_logits(q, k, w_q, w_k, b, v):
             for c in range(s):
                 out[i, a, c] = v @ np.tanh(q[i, a] @ w_q + k[i, c] @ w_k + b)
     return out
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _data(rng, b=2, t=3, s=5, dq=4, dk=6, dv=7):
@@ -65,10 +61,10 @@ def test_matches_bahdanau_formula_with_masks():
     q, k, v = _data(rng)
     layer = AdditiveAttention(units=5, bias_initializer="random_normal")
     layer(q, v, key=k)  # build
-    w_q = _np(layer.query_dense.kernel)
-    w_k = _np(layer.key_dense.kernel)
-    b = _np(layer.key_dense.bias)
-    vec = _np(layer.score_vector)
+    w_q = to_numpy(layer.query_dense.kernel)
+    w_k = to_numpy(layer.key_dense.kernel)
+    b = to_numpy(layer.key_dense.bias)
+    vec = to_numpy(layer.score_vector)
     assert w_q.shape == (4, 5) and w_k.shape == (6, 5) and vec.shape == (5,)
     assert np.any(b != 0)
     query_mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
@@ -85,9 +81,9 @@ def test_matches_bahdanau_formula_with_masks():
     ref_out, ref_w = np_attention(
         logits, query_mask[:, :, None] & value_mask[:, None, :], v
     )
-    np.testing.assert_allclose(_np(scores), ref_w, atol=1e-5)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    assert np.all(_np(out)[0, 2] == 0)  # padded query row
+    np.testing.assert_allclose(to_numpy(scores), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), ref_out, atol=1e-5)
+    assert np.all(to_numpy(out)[0, 2] == 0)  # padded query row
 
 
 def test_equals_keras_additive_attention_with_identity_projections():
@@ -105,7 +101,7 @@ def test_equals_keras_additive_attention_with_identity_projections():
     peer = keras.layers.AdditiveAttention(use_scale=False)(
         [q, v, k], mask=[None, value_mask]
     )
-    np.testing.assert_allclose(_np(ours), _np(peer), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(peer), atol=1e-5)
 
 
 def test_dropout_only_in_training():
@@ -114,11 +110,11 @@ def test_dropout_only_in_training():
     inference = layer(q, v, key=k)
     out, scores = layer(q, v, key=k, training=True, return_attention_scores=True)
     _, clean = layer(q, v, key=k, return_attention_scores=True)
-    assert not np.allclose(_np(out), _np(inference))
-    np.testing.assert_allclose(_np(scores), _np(clean), atol=1e-6)
+    assert not np.allclose(to_numpy(out), to_numpy(inference))
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(clean), atol=1e-6)
     # Without training the output is the plain weighted average.
     np.testing.assert_allclose(
-        _np(inference), np.einsum("bts,bsd->btd", _np(clean), v), atol=1e-5
+        to_numpy(inference), np.einsum("bts,bsd->btd", to_numpy(clean), v), atol=1e-5
     )
 
 
@@ -137,9 +133,9 @@ def test_padding_from_embedding_mask():
     layer = AdditiveAttention(units=6)
     out = layer(x, x)
     explicit = layer(x, x, query_mask=keep, value_mask=keep)
-    np.testing.assert_allclose(_np(out), _np(explicit), atol=1e-6)
-    assert np.all(_np(out)[0, 2:] == 0)
-    np.testing.assert_array_equal(_np(out._keras_mask), keep)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(explicit), atol=1e-6)
+    assert np.all(to_numpy(out)[0, 2:] == 0)
+    np.testing.assert_array_equal(to_numpy(out._keras_mask), keep)
 
 
 # ----------------------------------------------------------------- errors

@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from harness import run_layer_test
-from keras import ops
 
 from keras_attention.layers import AttentionPooling
 
@@ -33,10 +33,6 @@ def np_pooling(x, kernel, bias, context, mask=None):
             weights[i, h] = e / e.sum()
             pooled[i, part] = weights[i, h] @ x[i, :, part]
     return pooled, weights
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def test_layer_contract():
@@ -71,13 +67,13 @@ def test_matches_formula(num_heads):
     mask = np.array([[1, 1, 1, 1, 0, 0], [1] * 6, [0, 1, 0, 1, 0, 0]], bool)
     layer = AttentionPooling(num_heads, bias_initializer="random_normal")
     pooled, scores = layer(x, mask=mask, return_attention_scores=True)
-    kernel = _np(layer.projection.kernel)
-    bias = _np(layer.projection.bias)
-    context = _np(layer.context)
+    kernel = to_numpy(layer.projection.kernel)
+    bias = to_numpy(layer.projection.bias)
+    context = to_numpy(layer.context)
     assert context.shape == (num_heads, 8 // num_heads)
     ref_pooled, ref_w = np_pooling(x, kernel, bias, context, mask)
-    np.testing.assert_allclose(_np(scores), ref_w, atol=1e-5)
-    np.testing.assert_allclose(_np(pooled), ref_pooled, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(pooled), ref_pooled, atol=1e-5)
 
 
 def test_masked_steps_have_no_influence_and_empty_sequence_pools_to_zero():
@@ -89,9 +85,9 @@ def test_masked_steps_have_no_influence_and_empty_sequence_pools_to_zero():
     noisy = x.copy()
     noisy[~mask] = 1e3 * rng.standard_normal((int((~mask).sum()), 4))
     pooled_noisy = layer(noisy, mask=mask)
-    np.testing.assert_allclose(_np(pooled), _np(pooled_noisy), atol=1e-6)
-    assert np.all(_np(scores)[0][:, ~mask[0]] == 0)
-    assert np.all(_np(pooled)[1] == 0) and np.all(_np(scores)[1] == 0)
+    np.testing.assert_allclose(to_numpy(pooled), to_numpy(pooled_noisy), atol=1e-6)
+    assert np.all(to_numpy(scores)[0][:, ~mask[0]] == 0)
+    assert np.all(to_numpy(pooled)[1] == 0) and np.all(to_numpy(scores)[1] == 0)
 
 
 def test_implicit_mask_from_embedding_is_consumed():
@@ -102,9 +98,9 @@ def test_implicit_mask_from_embedding_is_consumed():
     model = keras.Model(inputs, pooling(embedded))
     got = model.predict(tokens, verbose=0)
     embedding = model.layers[1]
-    x = _np(embedding(tokens))
+    x = to_numpy(embedding(tokens))
     expected = pooling(x, mask=tokens != 0)
-    np.testing.assert_allclose(got, _np(expected), atol=1e-6)
+    np.testing.assert_allclose(got, to_numpy(expected), atol=1e-6)
     # No time axis is left: no mask is propagated.
     out = pooling(embedding(tokens))
     assert getattr(out, "_keras_mask", None) is None
@@ -115,9 +111,9 @@ def test_dropout_only_in_training():
     layer = AttentionPooling(dropout=0.5, seed=1)
     inference, scores = layer(x, return_attention_scores=True)
     np.testing.assert_allclose(
-        _np(inference), np.einsum("bt,btd->bd", _np(scores)[:, 0], x), atol=1e-5
+        to_numpy(inference), np.einsum("bt,btd->bd", to_numpy(scores)[:, 0], x), atol=1e-5
     )
-    assert not np.allclose(_np(layer(x, training=True)), _np(inference))
+    assert not np.allclose(to_numpy(layer(x, training=True)), to_numpy(inference))
 
 
 def test_symbolic_shapes():

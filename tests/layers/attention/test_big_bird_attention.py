@@ -5,7 +5,7 @@ to `sequence_length`, cached decoding and argument checks."""
 import keras
 import numpy as np
 import pytest
-from backend_utils import gradients
+from backend_utils import gradients, to_numpy
 from harness import run_layer_test
 
 from keras_attention.layers import BigBirdAttention
@@ -17,10 +17,6 @@ RNG = np.random.default_rng(0)
 
 def _rand(*shape):
     return RNG.normal(size=shape).astype("float32")
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 def test_harness_cross_attention_with_scores():
@@ -151,8 +147,8 @@ def test_equals_exact_attention_with_sparse_mask(
     ref, ref_scores = _exact(layer, query, value, mask, value_mask=value_mask,
                              query_mask=query_mask, attention_bias=bias,
                              use_causal_mask=causal)
-    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
-    np.testing.assert_allclose(_np(scores), _np(ref_scores), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(ref), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(ref_scores), atol=1e-6)
     if t >= 4 * block and s >= 4 * block and global_blocks > 0:
         # The pattern is really sparse: some pairs get exactly zero weight.
         assert not _sparse_mask(layer, t, s, causal).all()
@@ -166,7 +162,7 @@ def test_per_head_explicit_mask():
     out = layer(query, value, attention_mask=attention_mask)
     mask = _sparse_mask(layer, 12, 12, False)[None] & attention_mask
     ref, _ = _exact(layer, query, value, mask)
-    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(ref), atol=1e-5)
 
 
 def test_block_pattern_structure():
@@ -215,7 +211,7 @@ def test_fully_masked_rows_return_a_zero_context():
     x = _rand(1, 10, 8)
     out, scores = layer(x, x, value_mask=np.zeros((1, 10), bool),
                         return_attention_scores=True)
-    np.testing.assert_allclose(_np(out), np.ones((1, 10, 8)), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), np.ones((1, 10, 8)), atol=1e-6)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(scores), 0.0)
 
 
@@ -224,7 +220,7 @@ def test_dropout_only_in_training():
                              num_global_blocks=1, num_random_blocks=1, seed=1)
     x = _rand(2, 12, 8)
     a, b = layer(x, x), layer(x, x, training=False)
-    np.testing.assert_allclose(_np(a), _np(b))
+    np.testing.assert_allclose(to_numpy(a), to_numpy(b))
     c = layer(x, x, training=True)
     difference = keras.ops.convert_to_numpy(c) - keras.ops.convert_to_numpy(a)
     assert np.abs(difference).max() > 1e-3
@@ -242,7 +238,7 @@ def test_mixed_bfloat16_close_to_float32():
     out = half(x, x)
     assert keras.backend.standardize_dtype(out.dtype) == "bfloat16"
     np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), _np(ref_out), atol=6e-2
+        keras.ops.convert_to_numpy(keras.ops.cast(out, "float32")), to_numpy(ref_out), atol=6e-2
     )
 
 
@@ -267,8 +263,8 @@ def test_sequence_length_attends_with_the_pattern_of_that_length(causal, t, s):
     ref, ref_scores = _exact(layer, query, value, mask, query_mask=query_mask,
                              value_mask=value_mask, attention_bias=bias,
                              use_causal_mask=causal)
-    np.testing.assert_allclose(_np(out), _np(ref), atol=1e-5)
-    np.testing.assert_allclose(_np(scores), _np(ref_scores), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(ref), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(ref_scores), atol=1e-6)
 
 
 def test_sequence_length_takes_unknown_lengths_fits_and_reloads(tmp_path):
@@ -286,10 +282,10 @@ def test_sequence_length_takes_unknown_lengths_fits_and_reloads(tmp_path):
     reloaded = keras.models.load_model(path, safe_mode=True)
     assert reloaded.get_layer("big_bird").sequence_length == 12
     x = _rand(2, 12, 8)
-    full = _np(model(x))
+    full = to_numpy(model(x))
     for length in (12, 7, 1):
         # Causal: a prefix's outputs do not depend on the positions after it.
-        np.testing.assert_allclose(_np(reloaded(x[:, :length])), full[:, :length], atol=1e-5)
+        np.testing.assert_allclose(to_numpy(reloaded(x[:, :length])), full[:, :length], atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -342,11 +338,11 @@ def _decode(layer, x, max_length, prefill):
     cache = layer.get_initial_cache(batch_size=x.shape[0], max_length=max_length)
     out, cache = layer(x[:, :prefill], x[:, :prefill], use_causal_mask=True,
                        cache=cache, cache_index=0)
-    outputs = [_np(out)]
+    outputs = [to_numpy(out)]
     for i in range(prefill, x.shape[1]):
         out, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                            cache=cache, cache_index=i)
-        outputs.append(_np(out))
+        outputs.append(to_numpy(out))
     return np.concatenate(outputs, axis=1)
 
 
@@ -377,7 +373,7 @@ def test_cached_decoding_equals_the_full_causal_pass(sequence_length, kv_heads, 
     x = buffer[:, :7]
     layer(buffer, buffer)
     decoded = _decode(layer, x, 9, prefill=3)
-    full = _np(layer(buffer, buffer, use_causal_mask=True))[:, :7]
+    full = to_numpy(layer(buffer, buffer, use_causal_mask=True))[:, :7]
     np.testing.assert_allclose(decoded, full, atol=1e-5)
     exact = MultiHeadAttention(num_heads=4, key_dim=4, num_key_value_heads=kv_heads,
                                rotary_embedding=RotaryEmbedding() if rotary else None)
@@ -385,7 +381,7 @@ def test_cached_decoding_equals_the_full_causal_pass(sequence_length, kv_heads, 
     exact.set_weights(layer.get_weights())
     length = sequence_length or 9
     mask = _sparse_mask(layer, length, length, True)[None, :, :7, :7]
-    expected = _np(exact(x, x, attention_mask=mask, use_causal_mask=True))
+    expected = to_numpy(exact(x, x, attention_mask=mask, use_causal_mask=True))
     np.testing.assert_allclose(decoded, expected, atol=1e-5)
 
 

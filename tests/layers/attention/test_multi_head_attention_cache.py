@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from backend_utils import compiled
+from backend_utils import compiled, to_numpy
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers import RotaryEmbedding
 
@@ -20,10 +20,6 @@ ATOL = 1e-5
 
 def _rand(*shape):
     return RNG.normal(size=shape).astype("float32")
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype="float64")
 
 
 class PositionShift(keras.layers.Layer):
@@ -95,31 +91,33 @@ def test_compiled_while_loop_decoding_equals_full_causal_pass(name):
     layer = MultiHeadAttention(**CONFIGS[name])
     full = layer(x, x, use_causal_mask=True)
     decoded, (key_cache, value_cache) = decode_compiled(layer, x)
-    np.testing.assert_allclose(_np(decoded), _np(full), atol=ATOL)
+    np.testing.assert_allclose(to_numpy(decoded, "float64"), to_numpy(full, "float64"), atol=ATOL)
     # The cache holds the (rotated) projected keys and the projected values.
     keys = layer.key_dense(x)
     if layer.rotary_embedding is not None:
         keys = layer.rotary_embedding(keys)
-    np.testing.assert_allclose(_np(key_cache), _np(keys), atol=ATOL)
-    np.testing.assert_allclose(_np(value_cache), _np(layer.value_dense(x)), atol=ATOL)
+    np.testing.assert_allclose(to_numpy(key_cache, "float64"), to_numpy(keys, "float64"), atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(value_cache, "float64"), to_numpy(layer.value_dense(x), "float64"), atol=ATOL
+    )
 
 
 def test_chunked_prefill_then_steps_with_int_and_tensor_index():
     x = _rand(2, 7, 8)
     layer = MultiHeadAttention(4, 4, num_key_value_heads=2,
                                rotary_embedding=RotaryEmbedding())
-    full = _np(layer(x, x, use_causal_mask=True))
+    full = to_numpy(layer(x, x, use_causal_mask=True), "float64")
     cache = layer.get_initial_cache(2, 7)
     prefill, cache = layer(x[:, :3], x[:, :3], use_causal_mask=True,
                            cache=cache, cache_index=0)
-    np.testing.assert_allclose(_np(prefill), full[:, :3], atol=ATOL)
+    np.testing.assert_allclose(to_numpy(prefill, "float64"), full[:, :3], atol=ATOL)
     chunk, cache = layer(x[:, 3:5], x[:, 3:5], use_causal_mask=True, cache=cache,
                          cache_index=ops.convert_to_tensor(3, "int32"))
-    np.testing.assert_allclose(_np(chunk), full[:, 3:5], atol=ATOL)
+    np.testing.assert_allclose(to_numpy(chunk, "float64"), full[:, 3:5], atol=ATOL)
     for i in (5, 6):
         step, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                             cache=cache, cache_index=i)
-        np.testing.assert_allclose(_np(step)[:, 0], full[:, i], atol=ATOL)
+        np.testing.assert_allclose(to_numpy(step, "float64")[:, 0], full[:, i], atol=ATOL)
 
 
 def test_cache_without_causal_mask_attends_every_filled_position():
@@ -130,9 +128,11 @@ def test_cache_without_causal_mask_attends_every_filled_position():
     out, scores, cache = layer(x[:, 2:5], x[:, 2:5], cache=cache, cache_index=2,
                                return_attention_scores=True)
     # Queries 2..4 see keys 0..4 (the filled part), nothing beyond.
-    np.testing.assert_allclose(_np(out), _np(layer(x[:, 2:5], x)), atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(out, "float64"), to_numpy(layer(x[:, 2:5], x), "float64"), atol=ATOL
+    )
     assert tuple(scores.shape) == (2, 2, 3, 8)
-    np.testing.assert_array_equal(_np(scores)[..., 5:], 0.0)
+    np.testing.assert_array_equal(to_numpy(scores, "float64")[..., 5:], 0.0)
 
 
 def test_unfilled_cache_positions_never_matter():
@@ -146,7 +146,7 @@ def test_unfilled_cache_positions_never_matter():
         a, clean = layer(token, token, use_causal_mask=True, cache=clean, cache_index=i)
         b, garbage = layer(token, token, use_causal_mask=True, cache=garbage,
                            cache_index=i)
-        np.testing.assert_array_equal(_np(a), _np(b))
+        np.testing.assert_array_equal(to_numpy(a, "float64"), to_numpy(b, "float64"))
 
 
 def test_cache_with_explicit_masks_and_bias_over_the_cache():
@@ -156,14 +156,16 @@ def test_cache_with_explicit_masks_and_bias_over_the_cache():
     layer = MultiHeadAttention(2, 4)
     pad = np.array([[1, 1, 1, 1, 1], [0, 1, 1, 1, 1]], bool)  # left padding
     bias = _rand(1, 2, 5, 5)
-    full = _np(layer(x, x, use_causal_mask=True, value_mask=pad, attention_bias=bias))
+    full = to_numpy(
+        layer(x, x, use_causal_mask=True, value_mask=pad, attention_bias=bias), "float64"
+    )
     cache = layer.get_initial_cache(2, 5)
     for i in range(5):
         token = x[:, i:i + 1]
         step, cache = layer(token, token, cache=cache, cache_index=i,
                             use_causal_mask=True, value_mask=pad,
                             attention_bias=bias[:, :, i:i + 1])
-        np.testing.assert_allclose(_np(step)[:, 0], full[:, i], atol=ATOL)
+        np.testing.assert_allclose(to_numpy(step, "float64")[:, 0], full[:, i], atol=ATOL)
 
 
 def test_cross_attention_cache_equals_no_cache():
@@ -174,10 +176,13 @@ def test_cross_attention_cache_equals_no_cache():
     cache = layer.compute_cross_attention_cache(enc)
     out, scores, same = layer(q, enc, value_mask=enc_mask, cache=cache,
                               return_attention_scores=True)
-    np.testing.assert_allclose(_np(out), _np(full), atol=ATOL)
-    np.testing.assert_allclose(_np(scores), _np(full_scores), atol=ATOL)
+    np.testing.assert_allclose(to_numpy(out, "float64"), to_numpy(full, "float64"), atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(scores, "float64"), to_numpy(full_scores, "float64"), atol=ATOL
+    )
     for a, b in zip(same, cache):
-        np.testing.assert_array_equal(_np(a), _np(b))  # returned unchanged
+        # returned unchanged
+        np.testing.assert_array_equal(to_numpy(a, "float64"), to_numpy(b, "float64"))
 
 
 def test_cross_attention_cache_in_a_compiled_loop():
@@ -200,9 +205,9 @@ def test_cross_attention_cache_in_a_compiled_loop():
     # Rotary positions start at 0 for each step query (cross-attention keeps
     # no query position), so compare step by step with the uncached call.
     expected = np.concatenate(
-        [_np(layer(q[:, i:i + 1], enc)) for i in range(4)], axis=1
+        [to_numpy(layer(q[:, i:i + 1], enc), "float64") for i in range(4)], axis=1
     )
-    np.testing.assert_allclose(_np(run(q, enc, cache)), expected, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(run(q, enc, cache), "float64"), expected, atol=ATOL)
 
 
 def test_mixed_precision_cache_dtype():
@@ -210,12 +215,12 @@ def test_mixed_precision_cache_dtype():
     layer = MultiHeadAttention(2, 4, dtype="mixed_float16")
     cache = layer.get_initial_cache(2, 3)
     assert all(keras.backend.standardize_dtype(c.dtype) == "float16" for c in cache)
-    full = _np(layer(x, x, use_causal_mask=True))
+    full = to_numpy(layer(x, x, use_causal_mask=True), "float64")
     for i in range(3):
         step, cache = layer(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                             cache=cache, cache_index=i)
         assert keras.backend.standardize_dtype(step.dtype) == "float16"
-        np.testing.assert_allclose(_np(step)[:, 0], full[:, i], atol=5e-3)
+        np.testing.assert_allclose(to_numpy(step, "float64")[:, 0], full[:, i], atol=5e-3)
     assert all(keras.backend.standardize_dtype(c.dtype) == "float16" for c in cache)
 
 
@@ -264,8 +269,8 @@ def test_functional_decode_step_model():
     x = _rand(2, 1, 8)
     zeros = np.zeros((2, 5, 1, 4), "float32")
     y, k, _ = model.predict([x, zeros, zeros], verbose=0)
-    np.testing.assert_allclose(y, _np(layer(x, x)), atol=ATOL)
-    np.testing.assert_allclose(k[:, 0], _np(layer.key_dense(x))[:, 0], atol=ATOL)
+    np.testing.assert_allclose(y, to_numpy(layer(x, x), "float64"), atol=ATOL)
+    np.testing.assert_allclose(k[:, 0], to_numpy(layer.key_dense(x), "float64")[:, 0], atol=ATOL)
 
 
 # ---------------------------------------------------------------------------
@@ -404,13 +409,13 @@ def test_decoding_with_alibi_bias_equals_full_pass():
     x = _rand(2, 5, 8)
     layer = MultiHeadAttention(4, 4, num_key_value_heads=2)
     alibi = ALiBiBias(num_heads=4)
-    full = _np(layer(x, x, use_causal_mask=True, attention_bias=alibi(x)))
+    full = to_numpy(layer(x, x, use_causal_mask=True, attention_bias=alibi(x)), "float64")
     cache = layer.get_initial_cache(2, 5)
     for i in range(5):
         token = x[:, i:i + 1]
         bias = alibi(token, cache[0], start_index=i)  # (1, H, 1, S_max)
         step, cache = layer(token, token, use_causal_mask=True, cache=cache,
                             cache_index=i, attention_bias=bias)
-        np.testing.assert_allclose(_np(step)[:, 0], full[:, i], atol=ATOL)
+        np.testing.assert_allclose(to_numpy(step, "float64")[:, 0], full[:, i], atol=ATOL)
     # The bias matters: without it the full pass differs.
-    assert np.max(np.abs(full - _np(layer(x, x, use_causal_mask=True)))) > 1e-3
+    assert np.max(np.abs(full - to_numpy(layer(x, x, use_causal_mask=True), "float64"))) > 1e-3

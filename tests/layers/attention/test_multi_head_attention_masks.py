@@ -18,6 +18,7 @@ grouped heads).
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from harness import run_layer_test
 from hypothesis import HealthCheck
 from hypothesis import example
@@ -62,10 +63,6 @@ def _combinations():
 
 
 COMBINATIONS = list(_combinations())
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(ops.cast(x, "float32")), dtype="float64")
 
 
 def _layer(heads, options):
@@ -135,7 +132,7 @@ def test_masked_keys_get_zero_weight_and_empty_rows_give_zeros(options, case):
         return_attention_scores=case["scores"],
     )
     result = call(query, value, **kwargs)
-    out = _np(result[0] if case["scores"] else result)
+    out = to_numpy(result[0] if case["scores"] else result, "float64")
     assert np.all(np.isfinite(out))
 
     allowed = case["query_mask"][:, :, None] & case["key_mask"][:, None, :]  # (B, T, S)
@@ -145,7 +142,7 @@ def test_masked_keys_get_zero_weight_and_empty_rows_give_zeros(options, case):
     np.testing.assert_array_equal(out[empty], 0.0)  # no bias: exact zeros
 
     if case["scores"]:
-        scores = _np(result[1])  # (B, H, T, S)
+        scores = to_numpy(result[1], "float64")  # (B, H, T, S)
         blocked = np.broadcast_to(~allowed[:, None], scores.shape)
         np.testing.assert_array_equal(scores[blocked], 0.0)
         dtype = keras.backend.standardize_dtype(result[1].dtype)
@@ -157,7 +154,7 @@ def test_masked_keys_get_zero_weight_and_empty_rows_give_zeros(options, case):
     noisy = value.copy()
     noisy[~case["key_mask"]] = 10 * rng.normal(size=(int((~case["key_mask"]).sum()), 8))
     again = call(query, noisy, **kwargs)
-    np.testing.assert_array_equal(_np(again[0] if case["scores"] else again), out)
+    np.testing.assert_array_equal(to_numpy(again[0] if case["scores"] else again, "float64"), out)
 
 
 @st.composite
@@ -190,14 +187,17 @@ def test_future_tokens_never_change_earlier_outputs(options, case):
                   return_attention_scores=case["scores"], value_mask=mask)
     a = keras.tree.flatten(call(x, x, **kwargs))
     b = keras.tree.flatten(call(future, future, **kwargs))
-    np.testing.assert_array_equal(_np(a[0])[:, : split + 1], _np(b[0])[:, : split + 1])
-    assert np.all(np.isfinite(_np(a[0])))
+    np.testing.assert_array_equal(
+        to_numpy(a[0], "float64")[:, : split + 1], to_numpy(b[0], "float64")[:, : split + 1]
+    )
+    assert np.all(np.isfinite(to_numpy(a[0], "float64")))
     if case["scores"]:
         np.testing.assert_array_equal(
-            _np(a[1])[:, :, : split + 1], _np(b[1])[:, :, : split + 1]
+            to_numpy(a[1], "float64")[:, :, : split + 1],
+            to_numpy(b[1], "float64")[:, :, : split + 1],
         )
         np.testing.assert_array_equal(
-            _np(a[1])[:, :, np.arange(t)[:, None] < np.arange(t)[None, :]], 0.0
+            to_numpy(a[1], "float64")[:, :, np.arange(t)[:, None] < np.arange(t)[None, :]], 0.0
         )
 
 
@@ -249,10 +249,12 @@ def test_cached_path_is_causal_and_ignores_unfilled_slots(options, case):
                   training=case["training"], return_attention_scores=case["scores"])
     a = call(chunk, chunk, cache=cache, **kwargs)
     b = call(future, future, cache=garbage, **kwargs)
-    np.testing.assert_array_equal(_np(a[0])[:, : split + 1], _np(b[0])[:, : split + 1])
-    assert np.all(np.isfinite(_np(a[0])))
+    np.testing.assert_array_equal(
+        to_numpy(a[0], "float64")[:, : split + 1], to_numpy(b[0], "float64")[:, : split + 1]
+    )
+    assert np.all(np.isfinite(to_numpy(a[0], "float64")))
     if case["scores"]:
-        scores = _np(a[1])  # (B, H, T, S_max)
+        scores = to_numpy(a[1], "float64")  # (B, H, T, S_max)
         if case["causal"]:
             visible = np.arange(max_length)[None, :] <= prefix + np.arange(t)[:, None]
         else:

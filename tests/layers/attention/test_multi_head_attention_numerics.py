@@ -8,6 +8,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from harness import run_layer_test
 from keras import ops
 
@@ -20,10 +21,6 @@ ATOL = 1e-5
 
 def _rand(*shape):
     return RNG.normal(size=shape).astype("float32")
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype="float64")
 
 
 # ---------------------------------------------------------------------------
@@ -109,11 +106,15 @@ def _pair(num_heads=2, key_dim=4, value_dim=None, query=None, value=None, key=No
 def test_equals_keras_without_mask(t, s):
     q, v, k = _rand(2, t, 8), _rand(2, s, 6), _rand(2, s, 7)
     ours, theirs = _pair(value_dim=3, query=q, value=v, key=k)
-    np.testing.assert_allclose(_np(ours(q, v, key=k)), _np(theirs(q, v, key=k)), atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(ours(q, v, key=k), "float64"), to_numpy(theirs(q, v, key=k), "float64"), atol=ATOL
+    )
     o_out, o_scores = ours(q, v, key=k, return_attention_scores=True)
     t_out, t_scores = theirs(q, v, key=k, return_attention_scores=True)
-    np.testing.assert_allclose(_np(o_out), _np(t_out), atol=ATOL)
-    np.testing.assert_allclose(_np(o_scores), _np(t_scores), atol=ATOL)
+    np.testing.assert_allclose(to_numpy(o_out, "float64"), to_numpy(t_out, "float64"), atol=ATOL)
+    np.testing.assert_allclose(
+        to_numpy(o_scores, "float64"), to_numpy(t_scores, "float64"), atol=ATOL
+    )
 
 
 @pytest.mark.parametrize("t, s", [(3, 5), (5, 3), (4, 4)])
@@ -124,7 +125,7 @@ def test_equals_keras_with_causal_mask(t, s, scores):
     o = ours(q, v, use_causal_mask=True, return_attention_scores=scores)
     r = theirs(q, v, use_causal_mask=True, return_attention_scores=scores)
     for a, b in zip(keras.tree.flatten(o), keras.tree.flatten(r)):
-        np.testing.assert_allclose(_np(a), _np(b), atol=ATOL)
+        np.testing.assert_allclose(to_numpy(a, "float64"), to_numpy(b, "float64"), atol=ATOL)
 
 
 def test_equals_keras_with_key_padding_mask_and_causal():
@@ -135,7 +136,7 @@ def test_equals_keras_with_key_padding_mask_and_causal():
         o = ours(q, v, value_mask=value_mask, **kwargs)
         r = theirs(q, v, value_mask=value_mask, **kwargs)
         for a, b in zip(keras.tree.flatten(o), keras.tree.flatten(r)):
-            np.testing.assert_allclose(_np(a), _np(b), atol=ATOL)
+            np.testing.assert_allclose(to_numpy(a, "float64"), to_numpy(b, "float64"), atol=ATOL)
 
 
 def test_equals_keras_with_explicit_attention_mask():
@@ -144,8 +145,8 @@ def test_equals_keras_with_explicit_attention_mask():
     mask[..., 0] = True  # no fully masked row here (see the test below)
     ours, theirs = _pair(query=q, value=v)
     np.testing.assert_allclose(
-        _np(ours(q, v, attention_mask=mask)),
-        _np(theirs(q, v, attention_mask=mask)),
+        to_numpy(ours(q, v, attention_mask=mask), "float64"),
+        to_numpy(theirs(q, v, attention_mask=mask), "float64"),
         atol=ATOL,
     )
 
@@ -163,15 +164,15 @@ def test_equals_keras_with_implicit_masks():
     q, v = inputs()
     assert q._keras_mask is not None and v._keras_mask is not None
     ours, theirs = _pair(query=q, value=v)
-    ours_out = _np(ours(*inputs()))
+    ours_out = to_numpy(ours(*inputs()), "float64")
     real = tokens_q > 0  # padded query rows are fully masked: see below
     np.testing.assert_allclose(
-        ours_out[real], _np(theirs(*inputs()))[real], atol=ATOL
+        ours_out[real], to_numpy(theirs(*inputs()), "float64")[real], atol=ATOL
     )
     # Ours equals the reference with the padding as explicit masks.
     mask = (tokens_q > 0)[:, None, :, None] & (tokens_v > 0)[:, None, None, :]
     q, v = inputs()
-    ref, _ = np_mha(ours, _np(q), _np(v), mask=mask)
+    ref, _ = np_mha(ours, to_numpy(q, "float64"), to_numpy(v, "float64"), mask=mask)
     np.testing.assert_allclose(ours_out, ref, atol=ATOL)
 
 
@@ -188,21 +189,23 @@ def test_fully_masked_rows_deliberately_differ_from_keras():
     wq, bq, wk, bk, wv, bv, wo, bo = [np.asarray(w, "float64") for w in theirs.get_weights()]
 
     out, scores = ours(q, v, value_mask=value_mask, return_attention_scores=True)
-    np.testing.assert_array_equal(_np(scores)[1], 0.0)
-    np.testing.assert_allclose(_np(out)[1], np.broadcast_to(bo, (3, 8)), atol=ATOL)
+    np.testing.assert_array_equal(to_numpy(scores, "float64")[1], 0.0)
+    np.testing.assert_allclose(to_numpy(out, "float64")[1], np.broadcast_to(bo, (3, 8)), atol=ATOL)
     # The batch row with real keys still equals Keras.
     np.testing.assert_allclose(
-        _np(out)[0], _np(theirs(q, v, value_mask=value_mask))[0], atol=ATOL
+        to_numpy(out, "float64")[0],
+        to_numpy(theirs(q, v, value_mask=value_mask), "float64")[0],
+        atol=ATOL,
     )
 
     values = np.einsum("sf,fnh->snh", v[1].astype("float64"), wv) + bv  # (S, H, Dv)
     uniform = np.einsum("nh,nho->o", values.mean(0), wo) + bo
-    keras_out = _np(theirs(q, v, value_mask=value_mask))[1]
+    keras_out = to_numpy(theirs(q, v, value_mask=value_mask), "float64")[1]
     np.testing.assert_allclose(keras_out, np.broadcast_to(uniform, (3, 8)), atol=ATOL)
 
     # Padded queries (implicit query mask) are fully masked rows too.
     query_mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
-    out = _np(ours(q, v, query_mask=query_mask))
+    out = to_numpy(ours(q, v, query_mask=query_mask), "float64")
     np.testing.assert_allclose(out[0, 2], bo, atol=ATOL)
     ref, _ = np_mha(ours, q, v, mask=query_mask[:, None, :, None])
     np.testing.assert_allclose(out, ref, atol=ATOL)
@@ -224,8 +227,8 @@ def test_grouped_heads_equal_repeated_kv_reference(kv_heads):
     out, scores = layer(q, v, value_mask=mask, use_causal_mask=True,
                         return_attention_scores=True)
     ref, ref_w = np_mha(layer, q, v, mask=mask[:, None, None, :], causal=True)
-    np.testing.assert_allclose(_np(out), ref, atol=ATOL)
-    np.testing.assert_allclose(_np(scores), ref_w, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(out, "float64"), ref, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(scores, "float64"), ref_w, atol=ATOL)
 
 
 def test_multi_query_has_fewer_key_value_parameters():
@@ -252,8 +255,8 @@ def test_attention_bias_is_added_to_the_logits(bias_shape):
     out, scores = layer(q, v, attention_bias=bias, use_causal_mask=True,
                         return_attention_scores=True)
     ref, ref_w = np_mha(layer, q, v, bias=bias, causal=True)
-    np.testing.assert_allclose(_np(out), ref, atol=ATOL)
-    np.testing.assert_allclose(_np(scores), ref_w, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(out, "float64"), ref, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(scores, "float64"), ref_w, atol=ATOL)
 
 
 def test_rotary_embedding_rotates_queries_and_keys():
@@ -263,7 +266,7 @@ def test_rotary_embedding_rotates_queries_and_keys():
     out = layer(x, x, use_causal_mask=True)
     ref, _ = np_mha(layer, x, x, causal=True,
                     rope=lambda t: np_rope(t, max_wavelength=50.0))
-    np.testing.assert_allclose(_np(out), ref, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(out, "float64"), ref, atol=ATOL)
     # The rotation matters: without it the result differs.
     plain, _ = np_mha(layer, x, x, causal=True)
     assert np.max(np.abs(plain - ref)) > 1e-3
@@ -315,7 +318,7 @@ def test_rotary_hook_accepts_any_layer_with_the_interface():
     out = layer(x, x, use_causal_mask=True)
     ref, _ = np_mha(layer, x, x, causal=True,
                     rope=lambda t: np_position_scale(t, rate=0.2))
-    np.testing.assert_allclose(_np(out), ref, atol=ATOL)
+    np.testing.assert_allclose(to_numpy(out, "float64"), ref, atol=ATOL)
 
 
 def test_harness_with_a_test_local_rotary_hook():
@@ -341,14 +344,14 @@ def test_dropout_in_training_only():
     ref, ref_w = np_mha(layer, q, v)
     for training in (None, False):
         out, w = layer(q, v, training=training, return_attention_scores=True)
-        np.testing.assert_allclose(_np(out), ref, atol=ATOL)
+        np.testing.assert_allclose(to_numpy(out, "float64"), ref, atol=ATOL)
     out, w = layer(q, v, training=True, return_attention_scores=True)
-    assert np.max(np.abs(_np(out) - ref)) > 1e-3
-    np.testing.assert_allclose(_np(w), ref_w, atol=ATOL)  # scores before dropout
+    assert np.max(np.abs(to_numpy(out, "float64") - ref)) > 1e-3
+    np.testing.assert_allclose(to_numpy(w, "float64"), ref_w, atol=ATOL)  # scores before dropout
     # Inverted dropout is unbiased: over many independent draws (a batch of
     # copies of the same example) the mean output is the reference.
     copies = 400
-    out = _np(layer(np.repeat(q[:1], copies, 0), np.repeat(v[:1], copies, 0),
-                    training=True))
+    out = to_numpy(layer(np.repeat(q[:1], copies, 0), np.repeat(v[:1], copies, 0),
+                    training=True), "float64")
     assert np.unique(out[:, 0, 0]).size > copies // 2  # independent draws
     np.testing.assert_allclose(out.mean(0), ref[0], atol=0.2)

@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 from attention_test_utils import np_attention
+from backend_utils import to_numpy
 from harness import run_layer_test
-from keras import ops
 
 from keras_attention.layers import MultiplicativeAttention
 
@@ -30,10 +30,6 @@ def luong_logits(score, q, k, kernel=None, score_vector=None):
                         np.concatenate([h_t, h_s]) @ kernel
                     )
     return out
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _data(rng, b=2, t=3, s=5, dq=4, dk=4, dv=6):
@@ -74,8 +70,8 @@ def test_matches_luong_formula_with_masks(score):
     q, k, v = _data(rng, dq=4, dk=4 if score == "dot" else 3)
     layer = MultiplicativeAttention(score=score, units=6, sequence_length=7)
     layer(q, v, key=k)  # build
-    kernel = _np(layer.kernel) if score != "dot" else None
-    vec = _np(layer.score_vector) if score == "concat" else None
+    kernel = to_numpy(layer.kernel) if score != "dot" else None
+    vec = to_numpy(layer.score_vector) if score == "concat" else None
     if score == "general":
         assert kernel.shape == (4, 3)
     if score == "concat":
@@ -96,9 +92,9 @@ def test_matches_luong_formula_with_masks(score):
     tri = np.arange(5)[None, :] <= np.arange(3)[:, None]
     mask = query_mask[:, :, None] & value_mask[:, None, :] & tri
     ref_out, ref_w = np_attention(luong_logits(score, q, k, kernel, vec), mask, v)
-    np.testing.assert_allclose(_np(scores), ref_w, atol=1e-5)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    assert np.all(_np(out)[1, 1] == 0)  # padded query row
+    np.testing.assert_allclose(to_numpy(scores), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), ref_out, atol=1e-5)
+    assert np.all(to_numpy(out)[1, 1] == 0)  # padded query row
 
 
 def test_dot_equals_keras_attention():
@@ -107,7 +103,7 @@ def test_dot_equals_keras_attention():
     value_mask = np.array([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], bool)
     ours = MultiplicativeAttention("dot")(q, v, key=k, value_mask=value_mask)
     peer = keras.layers.Attention()([q, v, k], mask=[None, value_mask])
-    np.testing.assert_allclose(_np(ours), _np(peer), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(ours), to_numpy(peer), atol=1e-5)
 
 
 def test_learned_scale_multiplies_scores():
@@ -118,7 +114,7 @@ def test_learned_scale_multiplies_scores():
     layer.learned_scale.assign(0.5)
     out = layer(q, v, key=k)
     ref, _ = np_attention(0.5 * luong_logits("dot", q, k), True, v)
-    np.testing.assert_allclose(_np(out), ref, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), ref, atol=1e-5)
 
 
 def test_location_weights_ignore_key_content_and_slice_to_key_length():
@@ -127,12 +123,14 @@ def test_location_weights_ignore_key_content_and_slice_to_key_length():
     layer = MultiplicativeAttention("location", sequence_length=6)
     _, scores = layer(q, v, key=k, return_attention_scores=True)
     _, other = layer(q, v, key=100 * k[:, ::-1], return_attention_scores=True)
-    np.testing.assert_allclose(_np(scores), _np(other), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(scores), to_numpy(other), atol=1e-6)
     assert tuple(scores.shape) == (2, 3, 3)
     # Shorter keys use the first columns of W_a (softmax over them only).
     _, longer = layer(q, v[:, :2], key=k[:, :2], return_attention_scores=True)
-    logits = np.einsum("btd,dl->btl", q, _np(layer.kernel))
-    np.testing.assert_allclose(_np(longer), np_attention(logits[..., :2], True, v[:, :2])[1], atol=1e-5)
+    logits = np.einsum("btd,dl->btl", q, to_numpy(layer.kernel))
+    np.testing.assert_allclose(
+        to_numpy(longer), np_attention(logits[..., :2], True, v[:, :2])[1], atol=1e-5
+    )
 
 
 def test_concat_units_default_to_key_size():
@@ -155,8 +153,8 @@ def test_dropout_only_in_training():
     q, k, v = _data(np.random.default_rng(6))
     layer = MultiplicativeAttention("dot", dropout=0.5, seed=4)
     plain = MultiplicativeAttention("dot")(q, v, key=k)
-    np.testing.assert_allclose(_np(layer(q, v, key=k)), _np(plain), atol=1e-6)
-    assert not np.allclose(_np(layer(q, v, key=k, training=True)), _np(plain))
+    np.testing.assert_allclose(to_numpy(layer(q, v, key=k)), to_numpy(plain), atol=1e-6)
+    assert not np.allclose(to_numpy(layer(q, v, key=k, training=True)), to_numpy(plain))
 
 
 # ----------------------------------------------------------------- errors

@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 from attention_test_utils import np_attention
+from backend_utils import to_numpy
 from keras import ops
 
 from keras_attention.layers.attention.single_head_attention_base import (
@@ -24,10 +25,6 @@ class DotAttention(SingleHeadAttentionBase):
 
     def _logits(self, query, key):
         return ops.einsum("btd,bsd->bts", query, key)  # (B, T, S)
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _data(rng, b=2, t=3, s=5, d=4, dv=6):
@@ -55,9 +52,9 @@ def test_score_only_subclass_matches_reference_with_all_masks():
     tri = np.arange(5)[None, :] <= np.arange(4)[:, None]
     mask = query_mask[:, :, None] & value_mask[:, None, :] & attention_mask & tri
     ref_out, ref_w = np_attention(np.einsum("btd,bsd->bts", q, k), mask, v)
-    np.testing.assert_allclose(_np(scores), ref_w, atol=1e-5)
-    np.testing.assert_allclose(_np(out), ref_out, atol=1e-5)
-    assert np.all(_np(out)[0, 2] == 0)  # padded query row
+    np.testing.assert_allclose(to_numpy(scores), ref_w, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), ref_out, atol=1e-5)
+    assert np.all(to_numpy(out)[0, 2] == 0)  # padded query row
 
 
 def test_dropout_in_training_only_scores_before_dropout():
@@ -65,10 +62,10 @@ def test_dropout_in_training_only_scores_before_dropout():
     layer = DotAttention(dropout=0.5, seed=1)
     plain_out, plain_w = np_attention(np.einsum("btd,bsd->bts", q, k), True, v)
     out = layer(q, v, key=k)
-    np.testing.assert_allclose(_np(out), plain_out, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), plain_out, atol=1e-5)
     out, scores = layer(q, v, key=k, training=True, return_attention_scores=True)
-    np.testing.assert_allclose(_np(scores), plain_w, atol=1e-5)
-    assert not np.allclose(_np(out), plain_out, atol=1e-3)
+    np.testing.assert_allclose(to_numpy(scores), plain_w, atol=1e-5)
+    assert not np.allclose(to_numpy(out), plain_out, atol=1e-3)
 
 
 def test_symbolic_shapes_and_query_mask_propagation():
@@ -81,7 +78,7 @@ def test_symbolic_shapes_and_query_mask_propagation():
     tokens = np.array([[1, 2, 0], [3, 0, 0]])
     x = keras.layers.Embedding(5, 4, mask_zero=True)(tokens)
     out = DotAttention()(x, x)
-    np.testing.assert_array_equal(_np(out._keras_mask), tokens != 0)
+    np.testing.assert_array_equal(to_numpy(out._keras_mask), tokens != 0)
 
 
 def test_config_holds_dropout_and_seed():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from backend_utils import gradients
+from backend_utils import gradients, to_numpy
 
 from keras_attention.layers import MultiHeadAttention
 from keras_attention.layers.attention.token_projection import TokenDense
@@ -26,10 +26,6 @@ CASES = [
     ("btf,hf->bth", (None, 7), "h", X3),  # not a per-token map: einsum path
 ]
 IDS = [f"{c[0]}-{c[2]}" for c in CASES]
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _pair(equation, output_shape, bias_axes, x):
@@ -78,7 +74,7 @@ def test_matmul_layout(equation, expected):
 def test_equals_einsum_dense_forward_and_gradients(equation, output_shape, bias_axes, x):
     ours, peer = _pair(equation, output_shape, bias_axes, x)
     for training in (True, False):
-        np.testing.assert_allclose(_np(ours(x, training=training)), _np(peer(x)),
+        np.testing.assert_allclose(to_numpy(ours(x, training=training)), to_numpy(peer(x)),
                                    rtol=1e-5, atol=1e-6)
     for got, want in zip(_grads(ours, x), _grads(peer, x)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -132,7 +128,7 @@ def test_mixed_precision_matches_float32():
     half.set_weights(ours.get_weights())
     y = half(X3, training=True)
     assert keras.backend.standardize_dtype(y.dtype) == "float16"
-    np.testing.assert_allclose(ops.convert_to_numpy(y).astype("float32"), _np(ours(X3)),
+    np.testing.assert_allclose(ops.convert_to_numpy(y).astype("float32"), to_numpy(ours(X3)),
                                rtol=1e-2, atol=1e-2)
 
 
@@ -142,16 +138,16 @@ def test_lora_update_is_included():
         layer.enable_lora(2, b_initializer="ones")
     peer.lora_kernel_a.assign(ours.lora_kernel_a)
     before = ops.convert_to_numpy(ours(X3, training=True))
-    np.testing.assert_allclose(before, _np(peer(X3)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(before, to_numpy(peer(X3)), rtol=1e-5, atol=1e-5)
     ours.lora_kernel_b.assign(ours.lora_kernel_b * 2)
-    assert not np.allclose(_np(ours(X3, training=True)), before)  # the LoRA factors are read
+    assert not np.allclose(to_numpy(ours(X3, training=True)), before)  # the LoRA factors are read
 
 
 def test_int8_quantized_layer_keeps_working():
     ours, peer = _pair("btf,fnh->btnh", (None, 3, 4), "nh", X3)
     ours.quantize("int8")
     peer.quantize("int8")
-    np.testing.assert_allclose(_np(ours(X3)), _np(peer(X3)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(ours(X3)), to_numpy(peer(X3)), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("block", ["attention", "feed_forward"])
@@ -218,7 +214,7 @@ def _dense_grads(layer, x, jit):
     size = int(np.prod(ops.shape(layer(x))))
     weights = np.sin(np.arange(size, dtype="float32"))
     if not jit:
-        return [_np(layer(x, training=True))] + gradients(
+        return [to_numpy(layer(x, training=True))] + gradients(
             lambda x: ops.sum(ops.multiply(ops.reshape(layer(x, training=True), (-1,)),
                                            weights)),
             [x], layer.trainable_weights,
@@ -241,7 +237,7 @@ def _dense_grads(layer, x, jit):
 def test_token_dense_equals_dense_forward_and_gradients(x, activation):
     ours, peer = _dense_pair(x, activation=activation)
     for training in (True, False):
-        np.testing.assert_allclose(_np(ours(x, training=training)), _np(peer(x)),
+        np.testing.assert_allclose(to_numpy(ours(x, training=training)), to_numpy(peer(x)),
                                    rtol=1e-5, atol=1e-6)
     for got, want in zip(_dense_grads(ours, x, False), _dense_grads(peer, x, False)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
@@ -305,16 +301,16 @@ def test_token_dense_mixed_precision_lora_and_int8():
     half.set_weights(ours.get_weights())
     y = half(X3, training=True)
     assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
-    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(y, "float32")), _np(ours(X3)),
+    np.testing.assert_allclose(ops.convert_to_numpy(ops.cast(y, "float32")), to_numpy(ours(X3)),
                                rtol=3e-2, atol=3e-2)
     for layer in (ours, peer):
         layer.enable_lora(2, b_initializer="ones")
     peer.lora_kernel_a.assign(ours.lora_kernel_a)
-    np.testing.assert_allclose(_np(ours(X3, training=True)), _np(peer(X3)),
+    np.testing.assert_allclose(to_numpy(ours(X3, training=True)), to_numpy(peer(X3)),
                                rtol=1e-5, atol=1e-5)
     quantized, reference = _dense_pair(X3)
     quantized.quantize("int8")
     reference.quantize("int8")
-    np.testing.assert_allclose(_np(quantized(X3, training=True)), _np(reference(X3)),
+    np.testing.assert_allclose(to_numpy(quantized(X3, training=True)), to_numpy(reference(X3)),
                                rtol=1e-6, atol=1e-6)
 

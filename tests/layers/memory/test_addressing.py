@@ -6,7 +6,7 @@ B=3 batch, H=2 heads, N=7 slots, W=5 width, S=3 or 5 shift offsets.
 
 import numpy as np
 import pytest
-from backend_utils import gradients
+from backend_utils import gradients, to_numpy
 from hypothesis import given
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -15,10 +15,6 @@ from keras import ops
 from keras_attention.layers.memory import addressing
 
 B, H, N, W = 3, 2, 7, 5
-
-
-def _np(x):
-    return np.asarray(ops.convert_to_numpy(x), dtype="float64")
 
 
 def _distribution(rng, shape, scale=1.0):
@@ -77,12 +73,14 @@ def np_sharpen(w, gamma):
 # ------------------------------------------------------------------- tests
 def test_guarded_norm():
     x = np.array([[3.0, 4.0], [0.0, 0.0], [1e-8, 0.0]], "float32")
-    np.testing.assert_allclose(_np(addressing.guarded_norm(x, 1e-6)), [5.0, 1e-6, 1e-6], rtol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(addressing.guarded_norm(x, 1e-6), "float64"), [5.0, 1e-6, 1e-6], rtol=1e-6
+    )
 
 
 def test_cosine_similarity_matches_numpy_and_is_bounded():
     x = _inputs(0)
-    sim = _np(addressing.cosine_similarity(x["memory"], x["keys"]))
+    sim = to_numpy(addressing.cosine_similarity(x["memory"], x["keys"]), "float64")
     assert sim.shape == (B, H, N)
     k, m = x["keys"].astype("float64"), x["memory"].astype("float64")
     expected = np.einsum("bhw,bnw->bhn", k, m) / (
@@ -94,7 +92,7 @@ def test_cosine_similarity_matches_numpy_and_is_bounded():
 
 def test_content_weighting_matches_numpy():
     x = _inputs(1)
-    got = _np(addressing.content_weighting(x["memory"], x["keys"], x["strengths"]))
+    got = to_numpy(addressing.content_weighting(x["memory"], x["keys"], x["strengths"]), "float64")
     want = np_content(x["memory"], x["keys"], x["strengths"])
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -105,7 +103,7 @@ def test_content_weighting_zero_key_and_zero_rows_are_finite():
     memory[:, 3] = 0.0  # an all-zero slot
     keys = x["keys"].copy()
     keys[0, 1] = 0.0  # an all-zero key
-    got = _np(addressing.content_weighting(memory, keys, x["strengths"]))
+    got = to_numpy(addressing.content_weighting(memory, keys, x["strengths"]), "float64")
     assert np.all(np.isfinite(got))
     np.testing.assert_allclose(got[0, 1], np.full(N, 1 / N), atol=1e-6)  # no match -> uniform
     np.testing.assert_allclose(got, np_content(memory, keys, x["strengths"]), atol=1e-5)
@@ -114,14 +112,16 @@ def test_content_weighting_zero_key_and_zero_rows_are_finite():
 def test_content_weighting_prefers_the_matching_row():
     x = _inputs(3)
     keys = x["memory"][:, [4, 1]]  # head 0 looks for slot 4, head 1 for slot 1
-    got = _np(addressing.content_weighting(x["memory"], keys, np.full((B, H), 50.0, "float32")))
+    got = to_numpy(
+        addressing.content_weighting(x["memory"], keys, np.full((B, H), 50.0, "float32")), "float64"
+    )
     np.testing.assert_array_equal(got.argmax(-1), np.tile([4, 1], (B, 1)))
 
 
 def test_key_strength_and_sharpening_exponent():
     x = np.array([-30.0, -1.0, 0.0, 2.0, 30.0], "float32")
-    beta = _np(addressing.key_strength(x))
-    gamma = _np(addressing.sharpening_exponent(x))
+    beta = to_numpy(addressing.key_strength(x), "float64")
+    gamma = to_numpy(addressing.sharpening_exponent(x), "float64")
     np.testing.assert_allclose(beta, np.log1p(np.exp(x.astype("float64"))), rtol=1e-5, atol=1e-12)
     assert np.all(beta > 0)
     np.testing.assert_allclose(gamma, 1 + np.log1p(np.exp(x.astype("float64"))), rtol=1e-5)
@@ -132,14 +132,22 @@ def test_interpolate_matches_numpy_and_keeps_a_distribution():
     x = _inputs(4)
     rng = np.random.default_rng(4)
     content = _distribution(rng, (B, H, N))
-    got = _np(addressing.interpolate(content, x["previous"], x["gates"]))
+    got = to_numpy(addressing.interpolate(content, x["previous"], x["gates"]), "float64")
     g = x["gates"][:, :, None]
     np.testing.assert_allclose(got, g * content + (1 - g) * x["previous"], atol=1e-6)
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-6)
     # Gate 1 keeps the content weighting, gate 0 the previous weighting.
     ones, zeros = np.ones((B, H), "float32"), np.zeros((B, H), "float32")
-    np.testing.assert_allclose(_np(addressing.interpolate(content, x["previous"], ones)), content, atol=1e-7)
-    np.testing.assert_allclose(_np(addressing.interpolate(content, x["previous"], zeros)), x["previous"], atol=1e-7)
+    np.testing.assert_allclose(
+        to_numpy(addressing.interpolate(content, x["previous"], ones), "float64"),
+        content,
+        atol=1e-7,
+    )
+    np.testing.assert_allclose(
+        to_numpy(addressing.interpolate(content, x["previous"], zeros), "float64"),
+        x["previous"],
+        atol=1e-7,
+    )
 
 
 @pytest.mark.parametrize("num_offsets", [1, 3, 5])
@@ -147,7 +155,7 @@ def test_circular_shift_matches_numpy(num_offsets):
     rng = np.random.default_rng(num_offsets)
     w = _distribution(rng, (B, H, N))
     s = _distribution(rng, (B, H, num_offsets))
-    got = _np(addressing.circular_shift(w, s))
+    got = to_numpy(addressing.circular_shift(w, s), "float64")
     np.testing.assert_allclose(got, np_shift(w, s), atol=1e-6)
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-6)
 
@@ -159,7 +167,7 @@ def test_circular_shift_wraps_around():
     s = np.zeros((B, H, 3), "float32")
     s[:, 0, 2] = 1.0  # offset +1
     s[:, 1, 0] = 1.0  # offset -1
-    got = _np(addressing.circular_shift(w, s))
+    got = to_numpy(addressing.circular_shift(w, s), "float64")
     np.testing.assert_array_equal(got[:, 0].argmax(-1), 0)  # last -> first
     np.testing.assert_array_equal(got[:, 1].argmax(-1), N - 1)  # first -> last
     np.testing.assert_allclose(got.max(-1), 1.0)
@@ -171,18 +179,18 @@ def test_circular_shift_wraps_around():
     rolled = start
     for _ in range(N):
         rolled = addressing.circular_shift(rolled, plus_one)
-    np.testing.assert_allclose(_np(rolled), start, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(rolled, "float64"), start, atol=1e-6)
 
 
 def test_sharpen_matches_numpy_and_keeps_a_distribution():
     x = _inputs(5)
     rng = np.random.default_rng(5)
     w = _distribution(rng, (B, H, N))
-    got = _np(addressing.sharpen(w, x["gammas"]))
+    got = to_numpy(addressing.sharpen(w, x["gammas"]), "float64")
     np.testing.assert_allclose(got, np_sharpen(w, x["gammas"]), atol=1e-4)
     np.testing.assert_allclose(got.sum(-1), 1.0, atol=1e-6)
     # gamma = 1 is (almost exactly) the identity; larger gamma raises the peak.
-    ident = _np(addressing.sharpen(w, np.ones((B, H), "float32")))
+    ident = to_numpy(addressing.sharpen(w, np.ones((B, H), "float32")), "float64")
     np.testing.assert_allclose(ident, w, atol=1e-5)
     assert np.all(got.max(-1) >= w.max(-1) - 1e-6)
 
@@ -190,7 +198,7 @@ def test_sharpen_matches_numpy_and_keeps_a_distribution():
 def test_sharpen_does_not_underflow():
     # (1/128)^21 is below float32's range: the naive w^g / sum(w^g) is 0/0.
     w = np.full((1, 1, 128), 1 / 128, "float32")
-    got = _np(addressing.sharpen(w, np.full((1, 1), 21.0, "float32")))
+    got = to_numpy(addressing.sharpen(w, np.full((1, 1), 21.0, "float32")), "float64")
     np.testing.assert_allclose(got, 1 / 128, rtol=1e-5)
 
 
@@ -198,7 +206,7 @@ def test_sharpen_does_not_underflow():
 @given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1e-6, 1.0, 30.0]))
 def test_address_gives_distributions(seed, scale):
     x = _inputs(seed, scale)
-    w = _np(addressing.address(**x))
+    w = to_numpy(addressing.address(**x), "float64")
     assert w.shape == (B, H, N)
     assert np.all(np.isfinite(w))
     assert np.all(w >= 0) and np.all(w <= 1 + 1e-6)
@@ -211,12 +219,12 @@ def test_address_matches_numpy_pipeline():
     g = x["gates"][:, :, None]
     gated = g * content + (1 - g) * x["previous"]
     want = np_sharpen(np_shift(gated, x["shifts"]), x["gammas"])
-    np.testing.assert_allclose(_np(addressing.address(**x)), want, atol=1e-4)
+    np.testing.assert_allclose(to_numpy(addressing.address(**x), "float64"), want, atol=1e-4)
 
 
 def test_read_memory_matches_numpy():
     x = _inputs(7)
-    got = _np(addressing.read_memory(x["memory"], x["previous"]))
+    got = to_numpy(addressing.read_memory(x["memory"], x["previous"]), "float64")
     want = np.einsum("bhn,bnw->bhw", x["previous"], x["memory"])
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -226,7 +234,7 @@ def test_write_memory_matches_numpy_for_two_write_heads():
     rng = np.random.default_rng(8)
     erase = rng.uniform(0, 1, (B, H, W)).astype("float32")
     add = rng.normal(size=(B, H, W)).astype("float32")
-    got = _np(addressing.write_memory(x["memory"], x["previous"], erase, add))
+    got = to_numpy(addressing.write_memory(x["memory"], x["previous"], erase, add), "float64")
     want = x["memory"].astype("float64").copy()
     for b in range(B):
         for i in range(N):
@@ -242,7 +250,9 @@ def test_write_with_a_sharp_weighting_replaces_one_row():
     w = np.zeros((B, 1, N), "float32")
     w[:, 0, 2] = 1.0
     add = np.arange(B * W, dtype="float32").reshape(B, 1, W)
-    got = _np(addressing.write_memory(x["memory"], w, np.ones((B, 1, W), "float32"), add))
+    got = to_numpy(
+        addressing.write_memory(x["memory"], w, np.ones((B, 1, W), "float32"), add), "float64"
+    )
     np.testing.assert_allclose(got[:, 2], add[:, 0], atol=1e-6)
     untouched = [i for i in range(N) if i != 2]
     np.testing.assert_allclose(got[:, untouched], x["memory"][:, untouched], atol=1e-6)

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from backend_utils import gradients
+from backend_utils import gradients, to_numpy
 from harness import run_layer_test
 from keras import ops
 
@@ -23,10 +23,6 @@ STATE_SIZES = [U, U, N * W, R * W, R * N, K * N, N, K * N, K * N * N]
 
 def _x(*shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype("float32")
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def test_dnc_harness():
@@ -94,25 +90,25 @@ def test_weightings_cover_every_step_without_return_sequences():
     last.build(x.shape)
     last.set_weights(seq.get_weights())
     y_last, *w_last = last(x)
-    np.testing.assert_allclose(_np(y_last), _np(y_seq)[:, -1], atol=1e-6)
+    np.testing.assert_allclose(to_numpy(y_last), to_numpy(y_seq)[:, -1], atol=1e-6)
     for a, b in zip(w_last, w_seq):
         assert a.shape == b.shape and a.shape[1] == T
-        np.testing.assert_allclose(_np(a), _np(b), atol=1e-6)
+        np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-6)
     plain = DNC(**SMALL, output_dim=Y)
     plain.build(x.shape)
     plain.set_weights(seq.get_weights())
-    np.testing.assert_allclose(_np(plain(x)), _np(y_last), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(plain(x)), to_numpy(y_last), atol=1e-6)
 
 
 def test_layer_equals_rnn_of_cell_with_same_weights():
     x = _x(B, T, F)
     layer = DNC(**SMALL, output_dim=Y, return_sequences=True)
-    got = _np(layer(x))
+    got = to_numpy(layer(x))
     cell = DNCCell(**SMALL, output_dim=Y)
     rnn = keras.layers.RNN(cell, return_sequences=True)
     rnn.build((B, T, F))
     rnn.set_weights(layer.get_weights())
-    np.testing.assert_allclose(got, _np(rnn(x)), atol=1e-5)
+    np.testing.assert_allclose(got, to_numpy(rnn(x)), atol=1e-5)
 
 
 # ---------------------------------------------------------------------------
@@ -130,16 +126,16 @@ def test_invariants_over_a_sequence(stddev):
     )
     _, reads, writes, usage, link, *states = layer(_x(B, 10, F, seed=2))
     eps = 1e-5
-    for w in (_np(reads), _np(writes)):
+    for w in (to_numpy(reads), to_numpy(writes)):
         assert np.all(w >= -eps) and np.all(w <= 1 + eps)
         assert np.all(w.sum(-1) <= 1 + eps)
-    usage = _np(usage)
+    usage = to_numpy(usage)
     assert np.all(usage >= -eps) and np.all(usage <= 1 + eps)
-    link = _np(link)  # (B, T, K, N, N)
+    link = to_numpy(link)  # (B, T, K, N, N)
     assert np.all(np.diagonal(link, axis1=-2, axis2=-1) == 0)
     assert np.all(link >= -eps) and np.all(link <= 1 + eps)
     assert np.all(link.sum(-1) <= 1 + eps) and np.all(link.sum(-2) <= 1 + eps)
-    precedence = _np(states[7]).reshape(B, K, N)
+    precedence = to_numpy(states[7]).reshape(B, K, N)
     assert np.all(precedence >= -eps) and np.all(precedence.sum(-1) <= 1 + eps)
     assert link.max() > 0  # the links did form
 
@@ -172,11 +168,11 @@ def test_masking_with_keras_mask():
     layer = DNC(**SMALL, output_dim=Y)
     model = keras.Model(inputs, layer(keras.layers.Masking(0.0)(inputs)))
     np.testing.assert_allclose(
-        model.predict(padded, verbose=0), _np(layer(x)), atol=1e-5
+        model.predict(padded, verbose=0), to_numpy(layer(x)), atol=1e-5
     )
     seq = DNC(**SMALL, return_sequences=True)
     mask = np.ones((B, T), bool)
-    assert np.all(_np(seq.compute_mask(x, mask)) == mask)
+    assert np.all(to_numpy(seq.compute_mask(x, mask)) == mask)
     assert DNC(**SMALL).compute_mask(x, mask) is None
 
 
@@ -201,7 +197,7 @@ def test_leading_mask_with_weightings_and_states(controller):
     single(x[:1])
     single.set_weights(layer.get_weights())
     for b, length in enumerate(lengths):
-        want = [_np(w)[0] for w in single(x[b : b + 1, T - length :])]
+        want = [to_numpy(w)[0] for w in single(x[b : b + 1, T - length :])]
         np.testing.assert_allclose(got[0][b, : T - length], 0.0, atol=1e-7)
         np.testing.assert_allclose(got[0][b, T - length :], want[0], atol=1e-5)
         for g, w in zip(got[1:5], want[1:5]):  # weightings over time
@@ -213,14 +209,14 @@ def test_leading_mask_with_weightings_and_states(controller):
 def test_stateful_dnc_continues_the_sequence():
     x = _x(B, T, F)
     layer = DNC(**SMALL, output_dim=Y, return_sequences=True)
-    want = _np(layer(x))
+    want = to_numpy(layer(x))
     stateful = DNC(**SMALL, output_dim=Y, return_sequences=True, stateful=True)
     stateful.build((B, T // 2, F))
     stateful.set_weights(layer.get_weights())
-    got = np.concatenate([_np(stateful(x[:, :3])), _np(stateful(x[:, 3:]))], axis=1)
+    got = np.concatenate([to_numpy(stateful(x[:, :3])), to_numpy(stateful(x[:, 3:]))], axis=1)
     np.testing.assert_allclose(got, want, atol=1e-5)
     stateful.reset_state()
-    np.testing.assert_allclose(_np(stateful(x[:, 3:])), _np(layer(x[:, 3:])), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(stateful(x[:, 3:])), to_numpy(layer(x[:, 3:])), atol=1e-5)
 
 
 def test_return_state_matches_initial_state_continuation():
@@ -229,7 +225,7 @@ def test_return_state_matches_initial_state_continuation():
     full, *_ = layer(x)
     _, *states = layer(x[:, :3])
     second, *_ = layer(x[:, 3:], initial_state=states)
-    np.testing.assert_allclose(_np(second), _np(full)[:, 3:], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(second), to_numpy(full)[:, 3:], atol=1e-5)
 
 
 def test_mixed_precision_keeps_memory_in_float32():
@@ -249,12 +245,12 @@ def test_mixed_precision_keeps_memory_in_float32():
     )
     # bfloat16 controller, float32 memory: close to the float32 run.
     np.testing.assert_allclose(
-        _np(ops.cast(got, "float32")), _np(want), atol=0.1, rtol=0.1
+        to_numpy(ops.cast(got, "float32")), to_numpy(want), atol=0.1, rtol=0.1
     )
     # Usage per slot, up to which of two nearly equally free slots the
     # allocation (a sort of usage) picks: bfloat16 rounding may swap them.
     np.testing.assert_allclose(
-        np.sort(_np(usage), -1), np.sort(_np(want_usage), -1), atol=0.05
+        np.sort(to_numpy(usage), -1), np.sort(to_numpy(want_usage), -1), atol=0.05
     )
     # A stateful layer keeps float32 state variables.
     stateful = DNC(**SMALL, stateful=True, dtype="mixed_float16")

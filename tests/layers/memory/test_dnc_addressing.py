@@ -6,17 +6,13 @@ K=2 (two write heads).
 
 import numpy as np
 import pytest
-from backend_utils import gradients
+from backend_utils import gradients, to_numpy
 from keras import ops
 
 from keras_attention.layers.memory import dnc_addressing as dnc
 
 B, N, W, R, K = 3, 7, 5, 2, 2
 TOL = dict(rtol=1e-5, atol=1e-6)
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 def _rng():
@@ -82,7 +78,7 @@ DESIGNED_USAGE = {
 def test_allocation_equals_numpy_reference(name):
     u = np.asarray(DESIGNED_USAGE[name], "float32")
     batch = np.stack([u, u[::-1], np.roll(u, 3)])  # (3, 7)
-    got = _np(dnc.allocation_weighting(batch))
+    got = to_numpy(dnc.allocation_weighting(batch))
     for b in range(batch.shape[0]):
         np.testing.assert_allclose(got[b], ref_allocation(batch[b]), **TOL)
     # sum_i a[i] = 1 - prod_i u[i]
@@ -90,25 +86,25 @@ def test_allocation_equals_numpy_reference(name):
 
 
 def test_allocation_designed_cases_by_hand():
-    all_free = _np(dnc.allocation_weighting(np.zeros((1, N), "float32")))[0]
+    all_free = to_numpy(dnc.allocation_weighting(np.zeros((1, N), "float32")))[0]
     np.testing.assert_array_equal(all_free, np.eye(N)[0])  # first free slot
-    all_used = _np(dnc.allocation_weighting(np.ones((1, N), "float32")))[0]
+    all_used = to_numpy(dnc.allocation_weighting(np.ones((1, N), "float32")))[0]
     np.testing.assert_array_equal(all_used, np.zeros(N))
     one_free = np.ones((1, N), "float32")
     one_free[0, 4] = 0.0
     np.testing.assert_array_equal(
-        _np(dnc.allocation_weighting(one_free))[0], np.eye(N)[4]
+        to_numpy(dnc.allocation_weighting(one_free))[0], np.eye(N)[4]
     )
     # Ties: the lower slot index is allocated first.
     u = np.asarray([[0.5, 0.5, 1, 1, 1, 1, 1]], "float32")
     np.testing.assert_allclose(
-        _np(dnc.allocation_weighting(u))[0], [0.5, 0.25, 0, 0, 0, 0, 0], **TOL
+        to_numpy(dnc.allocation_weighting(u))[0], [0.5, 0.25, 0, 0, 0, 0, 0], **TOL
     )
 
 
 def test_allocation_random_usage():
     u = _rng().random((B, N)).astype("float32")
-    got = _np(dnc.allocation_weighting(u))
+    got = to_numpy(dnc.allocation_weighting(u))
     for b in range(B):
         np.testing.assert_allclose(got[b], ref_allocation(u[b]), **TOL)
     assert np.all(got >= 0) and np.all(got <= 1)
@@ -137,7 +133,7 @@ def test_allocation_gradient_is_exact_through_zeros():
 def test_exclusive_cumprod():
     x = np.asarray([[2.0, 0.0, 3.0, 4.0], [0.5, 0.5, 0.5, 0.5]], "float32")
     np.testing.assert_allclose(
-        _np(dnc.exclusive_cumprod(x)),
+        to_numpy(dnc.exclusive_cumprod(x)),
         [[1, 2, 0, 0], [1, 0.5, 0.25, 0.125]],
         **TOL,
     )
@@ -147,7 +143,7 @@ def test_write_allocation_weightings_sequential():
     rng = _rng()
     u = rng.random((B, N)).astype("float32")
     gates = rng.random((B, K)).astype("float32")
-    got = _np(dnc.write_allocation_weightings(u, gates))  # (B, K, N)
+    got = to_numpy(dnc.write_allocation_weightings(u, gates))  # (B, K, N)
     assert got.shape == (B, K, N)
     for b in range(B):
         usage = u[b].astype("float64")
@@ -157,15 +153,15 @@ def test_write_allocation_weightings_sequential():
             usage = usage + (1 - usage) * gates[b, k] * a
     # One head equals plain allocation.
     np.testing.assert_allclose(
-        _np(dnc.write_allocation_weightings(u, gates[:, :1]))[:, 0],
-        _np(dnc.allocation_weighting(u)),
+        to_numpy(dnc.write_allocation_weightings(u, gates[:, :1]))[:, 0],
+        to_numpy(dnc.allocation_weighting(u)),
         **TOL,
     )
 
 
 def test_second_head_allocates_another_slot_when_fully_written():
     u = np.zeros((1, N), "float32")
-    got = _np(dnc.write_allocation_weightings(u, np.ones((1, K), "float32")))[0]
+    got = to_numpy(dnc.write_allocation_weightings(u, np.ones((1, K), "float32")))[0]
     np.testing.assert_allclose(got, np.eye(N)[:K], **TOL)
 
 
@@ -179,14 +175,14 @@ def test_usage_update_equals_reference_and_stays_in_unit_interval():
     ww = _distributions(rng, (B, K, N))
     rw = _distributions(rng, (B, R, N))
     f = rng.random((B, R)).astype("float32")
-    got = _np(dnc.usage_update(u, ww, f, rw))
+    got = to_numpy(dnc.usage_update(u, ww, f, rw))
     for b in range(B):
         np.testing.assert_allclose(got[b], ref_usage(u[b], ww[b], f[b], rw[b]), **TOL)
     assert np.all(got >= 0) and np.all(got <= 1)
     # Free gates at 1 on a fully read slot free it.
     rw_one = np.zeros((1, R, N), "float32")
     rw_one[0, 0, 2] = 1.0
-    freed = _np(
+    freed = to_numpy(
         dnc.usage_update(
             np.ones((1, N), "float32"),
             np.zeros((1, K, N), "float32"),
@@ -202,7 +198,7 @@ def test_retention_vector():
     f = rng.random((B, R)).astype("float32")
     rw = _distributions(rng, (B, R, N))
     want = np.prod(1 - f[:, :, None] * rw, axis=1)
-    np.testing.assert_allclose(_np(dnc.retention_vector(f, rw)), want, **TOL)
+    np.testing.assert_allclose(to_numpy(dnc.retention_vector(f, rw)), want, **TOL)
 
 
 def test_write_weighting_formula():
@@ -211,7 +207,7 @@ def test_write_weighting_formula():
     c = _distributions(rng, (B, K, N))
     ga = rng.random((B, K)).astype("float32")
     gw = rng.random((B, K)).astype("float32")
-    got = _np(dnc.write_weighting(a, c, ga, gw))
+    got = to_numpy(dnc.write_weighting(a, c, ga, gw))
     want = gw[..., None] * (ga[..., None] * a + (1 - ga[..., None]) * c)
     np.testing.assert_allclose(got, want, **TOL)
     assert np.all(got.sum(-1) <= 1 + 1e-6)
@@ -223,7 +219,7 @@ def test_memory_update_erase_then_add():
     ww = _distributions(rng, (B, K, N))
     e = rng.random((B, K, W)).astype("float32")
     v = rng.standard_normal((B, K, W)).astype("float32")
-    got = _np(dnc.memory_update(m, ww, e, v))
+    got = to_numpy(dnc.memory_update(m, ww, e, v))
     for b in range(B):
         want = m[b].astype("float64")
         keep = np.ones((N, W))
@@ -233,7 +229,7 @@ def test_memory_update_erase_then_add():
         np.testing.assert_allclose(got[b], want, rtol=1e-5, atol=1e-5)
     # One head, full erase at a one-hot slot: the slot becomes v exactly.
     w1 = np.eye(N, dtype="float32")[None, None, 3]
-    one = _np(
+    one = to_numpy(
         dnc.memory_update(
             m[:1], w1, np.ones((1, 1, W), "float32"), v[:1, :1]
         )
@@ -252,8 +248,8 @@ def test_precedence_and_link_equal_reference():
     link = np.zeros((B, K, N, N), "float32")
     for _ in range(3):  # a few steps so the link matrix is non-trivial
         w = _distributions(rng, (B, K, N))
-        got_link = _np(dnc.link_update(link, p, w))
-        got_p = _np(dnc.precedence_update(p, w))
+        got_link = to_numpy(dnc.link_update(link, p, w))
+        got_p = to_numpy(dnc.precedence_update(p, w))
         for b in range(B):
             for k in range(K):
                 np.testing.assert_allclose(
@@ -270,8 +266,8 @@ def test_link_after_sequential_one_hot_writes():
     p = np.zeros((1, 1, N), "float32")
     for slot in (4, 1, 6):
         w = np.eye(N, dtype="float32")[None, None, slot]
-        link = _np(dnc.link_update(link, p, w))
-        p = _np(dnc.precedence_update(p, w))
+        link = to_numpy(dnc.link_update(link, p, w))
+        p = to_numpy(dnc.precedence_update(p, w))
     want = np.zeros((N, N))
     want[1, 4] = 1.0
     want[6, 1] = 1.0
@@ -280,10 +276,10 @@ def test_link_after_sequential_one_hot_writes():
     # Reading slot 1: forward goes to 6 (written after), backward to 4.
     r = np.eye(N, dtype="float32")[None, None, 1]
     np.testing.assert_allclose(
-        _np(dnc.forward_weighting(link, r))[0, 0, 0], np.eye(N)[6], **TOL
+        to_numpy(dnc.forward_weighting(link, r))[0, 0, 0], np.eye(N)[6], **TOL
     )
     np.testing.assert_allclose(
-        _np(dnc.backward_weighting(link, r))[0, 0, 0], np.eye(N)[4], **TOL
+        to_numpy(dnc.backward_weighting(link, r))[0, 0, 0], np.eye(N)[4], **TOL
     )
 
 
@@ -291,8 +287,8 @@ def test_forward_backward_equal_matrix_products():
     rng = _rng()
     link = rng.random((B, K, N, N)).astype("float32")
     rw = _distributions(rng, (B, R, N))
-    fwd = _np(dnc.forward_weighting(link, rw))
-    bwd = _np(dnc.backward_weighting(link, rw))
+    fwd = to_numpy(dnc.forward_weighting(link, rw))
+    bwd = to_numpy(dnc.backward_weighting(link, rw))
     assert fwd.shape == bwd.shape == (B, R, K, N)
     for b in range(B):
         for r in range(R):
@@ -310,7 +306,7 @@ def test_read_weighting_mixes_modes_in_order():
     bwd = _distributions(rng, (B, R, K, N))
     fwd = _distributions(rng, (B, R, K, N))
     content = _distributions(rng, (B, R, N))
-    got = _np(dnc.read_weighting(modes, bwd, content, fwd))
+    got = to_numpy(dnc.read_weighting(modes, bwd, content, fwd))
     want = (
         np.einsum("brk,brkn->brn", modes[..., :K], bwd)
         + modes[..., K : K + 1] * content
@@ -321,7 +317,7 @@ def test_read_weighting_mixes_modes_in_order():
     pick = np.zeros((B, R, 2 * K + 1), "float32")
     pick[..., K + 2] = 1.0  # forward of write head 2
     np.testing.assert_allclose(
-        _np(dnc.read_weighting(pick, bwd, content, fwd)), fwd[:, :, 1], **TOL
+        to_numpy(dnc.read_weighting(pick, bwd, content, fwd)), fwd[:, :, 1], **TOL
     )
 
 
@@ -330,13 +326,13 @@ def test_read_memory():
     m = rng.standard_normal((B, N, W)).astype("float32")
     rw = _distributions(rng, (B, R, N))
     want = np.einsum("brn,bnw->brw", rw, m)
-    np.testing.assert_allclose(_np(dnc.read_memory(m, rw)), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(dnc.read_memory(m, rw)), want, rtol=1e-5, atol=1e-5)
 
 
 def test_oneplus():
     x = np.asarray([-30.0, -1.0, 0.0, 2.0, 30.0], "float32")
     np.testing.assert_allclose(
-        _np(dnc.oneplus(x)), 1 + np.log1p(np.exp(x.astype("float64"))), rtol=1e-6
+        to_numpy(dnc.oneplus(x)), 1 + np.log1p(np.exp(x.astype("float64"))), rtol=1e-6
     )
 
 
@@ -354,21 +350,21 @@ def test_invariants_over_random_steps():
     for step in range(12):
         sharp = 10.0 if step % 2 else 1.0  # alternate sharp and soft addressing
         f = rng.random((B, R)).astype("float32")
-        usage = _np(dnc.usage_update(usage, ww, f, rw))
+        usage = to_numpy(dnc.usage_update(usage, ww, f, rw))
         ga = rng.random((B, K)).astype("float32")
         gw = rng.random((B, K)).astype("float32")
-        alloc = _np(dnc.write_allocation_weightings(usage, ga * gw))
-        content = _np(
+        alloc = to_numpy(dnc.write_allocation_weightings(usage, ga * gw))
+        content = to_numpy(
             ops.softmax(sharp * rng.standard_normal((B, K, N)).astype("float32"))
         )
-        ww = _np(dnc.write_weighting(alloc, content, ga, gw))
-        link = _np(dnc.link_update(link, p, ww))
-        p = _np(dnc.precedence_update(p, ww))
-        modes = _np(ops.softmax(rng.standard_normal((B, R, 2 * K + 1)) * sharp))
-        read_content = _np(
+        ww = to_numpy(dnc.write_weighting(alloc, content, ga, gw))
+        link = to_numpy(dnc.link_update(link, p, ww))
+        p = to_numpy(dnc.precedence_update(p, ww))
+        modes = to_numpy(ops.softmax(rng.standard_normal((B, R, 2 * K + 1)) * sharp))
+        read_content = to_numpy(
             ops.softmax(sharp * rng.standard_normal((B, R, N)).astype("float32"))
         )
-        rw = _np(
+        rw = to_numpy(
             dnc.read_weighting(
                 modes,
                 dnc.backward_weighting(link, rw),

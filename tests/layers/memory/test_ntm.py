@@ -4,6 +4,7 @@ masking, stateful use, weightings for inspection, mixed precision, errors."""
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from harness import run_layer_test
 from keras import ops
 
@@ -17,10 +18,6 @@ SMALL = dict(controller_units=U, memory_size=N, memory_width=W, num_read_heads=R
 
 def _x(shape, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype("float32")
-
-
-def _np(x):
-    return ops.convert_to_numpy(ops.cast(x, "float32"))
 
 
 def test_harness_sequences():
@@ -54,30 +51,30 @@ def _same_weights(source, target):
 def test_equals_keras_rnn_over_the_cell():
     x = _x((B, T, I), seed=1)
     ntm = NTM(**SMALL, return_sequences=True)
-    y = _np(ntm(x))
+    y = to_numpy(ntm(x), "float32")
     rnn = keras.layers.RNN(NTMCell(**SMALL), return_sequences=True)
     rnn(x)
     _same_weights(ntm, rnn)
-    np.testing.assert_allclose(_np(rnn(x)), y, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(rnn(x), "float32"), y, atol=1e-6)
 
 
 def test_weightings_are_distributions_and_match_the_states():
     x = _x((B, T, I), seed=2)
     ntm = NTM(**SMALL, num_write_heads=2, return_sequences=True, return_weightings=True, return_state=True)
     y, reads, writes, *states = ntm(x)
-    reads, writes = _np(reads), _np(writes)
+    reads, writes = to_numpy(reads, "float32"), to_numpy(writes, "float32")
     assert reads.shape == (B, T, R, N) and writes.shape == (B, T, 2, N)
     for w in (reads, writes):
         assert np.all(w >= 0) and np.all(w <= 1 + 1e-6)
         np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
-    last = _np(states[-1]).reshape(B, R + 2, N)
+    last = to_numpy(states[-1], "float32").reshape(B, R + 2, N)
     np.testing.assert_allclose(last[:, :R], reads[:, -1], atol=1e-6)
     np.testing.assert_allclose(last[:, R:], writes[:, -1], atol=1e-6)
     # The outputs are those of the same layer without weightings.
     plain = NTM(**SMALL, num_write_heads=2, return_sequences=True)
     plain(x)
     _same_weights(ntm, plain)
-    np.testing.assert_allclose(_np(plain(x)), _np(y), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(plain(x), "float32"), to_numpy(y, "float32"), atol=1e-6)
 
 
 def test_implicit_keras_mask():
@@ -88,13 +85,13 @@ def test_implicit_keras_mask():
     inputs = keras.Input((T, I))
     outputs = NTM(**SMALL, return_sequences=True)(keras.layers.Masking(0.0)(inputs))
     model = keras.Model(inputs, outputs)
-    y = _np(model(x))
+    y = to_numpy(model(x), "float32")
     assert model.layers[-1].compute_mask(inputs, ops.ones((1, T), "bool")) is not None
     single = NTM(**SMALL, return_sequences=True)
     single(x[:1])
     _same_weights(model.layers[-1], single)
     for b, length in enumerate(lengths):
-        want = _np(single(x[b : b + 1, :length]))[0]
+        want = to_numpy(single(x[b : b + 1, :length]), "float32")[0]
         np.testing.assert_allclose(y[b, :length], want, atol=1e-5)
         np.testing.assert_allclose(y[b, length:], np.repeat(want[-1:], T - length, 0), atol=1e-5)
 
@@ -119,34 +116,40 @@ def test_mask_with_go_backwards_and_states():
     for b, length in enumerate(lengths):
         want, *want_states = single(x[b : b + 1, :length])
         np.testing.assert_allclose(outputs[b, : T - length], 0.0, atol=1e-7)
-        np.testing.assert_allclose(outputs[b, T - length :], _np(want)[0], atol=1e-5)
+        np.testing.assert_allclose(
+            outputs[b, T - length :], to_numpy(want, "float32")[0], atol=1e-5
+        )
         for got, expected in zip(states, want_states):
-            np.testing.assert_allclose(got[b], _np(expected)[0], atol=1e-5)
+            np.testing.assert_allclose(got[b], to_numpy(expected, "float32")[0], atol=1e-5)
 
 
 def test_stateful_continues_and_reset_restores_initial_memory():
     x = _x((B, 2 * T, I), seed=4)
     full = NTM(**SMALL, return_sequences=True)
-    expected = _np(full(x))
+    expected = to_numpy(full(x), "float32")
     stateful = NTM(**SMALL, return_sequences=True, stateful=True)
     stateful(x[:, :1])
     _same_weights(full, stateful)
     stateful.reset_state()
-    got = np.concatenate([_np(stateful(x[:, :T])), _np(stateful(x[:, T:]))], 1)
+    got = np.concatenate(
+        [to_numpy(stateful(x[:, :T]), "float32"), to_numpy(stateful(x[:, T:]), "float32")], 1
+    )
     np.testing.assert_allclose(got, expected, atol=1e-5)
     # reset_state gives the cell's initial state (memory 1e-6, weightings on
     # slot 0), not the zeros of keras.layers.RNN.reset_state.
     stateful.reset_state()
     initial = stateful.cell.get_initial_state(B)
     for variable, want in zip(stateful.states, initial):
-        np.testing.assert_allclose(_np(variable), _np(want), atol=1e-7)
-    np.testing.assert_allclose(_np(stateful(x[:, :T])), expected[:, :T], atol=1e-5)
+        np.testing.assert_allclose(
+            to_numpy(variable, "float32"), to_numpy(want, "float32"), atol=1e-7
+        )
+    np.testing.assert_allclose(to_numpy(stateful(x[:, :T]), "float32"), expected[:, :T], atol=1e-5)
 
 
 def test_mixed_precision_keeps_memory_float32():
     x = _x((B, T, I), seed=5)
     reference = NTM(**SMALL, return_sequences=True)
-    want = _np(reference(x))
+    want = to_numpy(reference(x), "float32")
     keras.config.set_dtype_policy("mixed_bfloat16")
     ntm = NTM(**SMALL, return_sequences=True, return_state=True)
     y, *states = ntm(x)
@@ -155,17 +158,17 @@ def test_mixed_precision_keeps_memory_float32():
     assert keras.backend.standardize_dtype(y.dtype) == "bfloat16"
     dtypes = [keras.backend.standardize_dtype(s.dtype) for s in states]
     assert dtypes == ["bfloat16", "bfloat16", "float32", "float32", "float32"]
-    np.testing.assert_allclose(_np(y), want, atol=0.1)
+    np.testing.assert_allclose(to_numpy(y, "float32"), want, atol=0.1)
 
 
 def test_go_backwards_equals_reversed_input():
     x = _x((B, T, I), seed=6)
     forward = NTM(**SMALL)
-    y = _np(forward(x[:, ::-1]))
+    y = to_numpy(forward(x[:, ::-1]), "float32")
     backward = NTM(**SMALL, go_backwards=True)
     backward(x)
     _same_weights(forward, backward)
-    np.testing.assert_allclose(_np(backward(x)), y, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(backward(x), "float32"), y, atol=1e-6)
 
 
 def test_symbolic_shapes_when_time_is_unknown():

@@ -3,6 +3,7 @@ import math
 import keras
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from harness import run_layer_test
 
 from keras_attention.layers import FeedForward
@@ -60,10 +61,6 @@ def _np_silu(x):
     return x * _np_sigmoid(x)
 
 
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
-
-
 def _weights(dense):
     w = [np.asarray(v, dtype="float64") for v in dense.get_weights()]
     return w[0], (w[1] if len(w) > 1 else 0.0)
@@ -90,7 +87,7 @@ def test_plain_matches_paper_formula(activation, np_fn):
     w1, b1 = _weights(layer.intermediate_dense)
     w2, b2 = _weights(layer.output_dense)
     expected = np_fn(x.astype("float64") @ w1 + b1) @ w2 + b2
-    got = _np(layer(x, training=False))
+    got = to_numpy(layer(x, training=False))
     assert layer.gate_dense is None and not layer.gated
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -117,7 +114,7 @@ def test_gated_matches_shazeer_formula(variant, gate_fn):
     w2, b2 = _weights(layer.output_dense)
     x64 = x.astype("float64")
     expected = (gate_fn(x64 @ w + b) * (x64 @ v + c)) @ w2 + b2
-    got = _np(layer(x))
+    got = to_numpy(layer(x))
     assert layer.gated
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -137,8 +134,8 @@ def test_rank_two_and_rank_four_inputs():
     x4 = rng.normal(size=(2, 3, 4, 6)).astype("float32")
     # Position-wise: a rank-4 input equals the rank-2 computation row by row.
     np.testing.assert_allclose(
-        _np(layer(x4)).reshape(-1, 6),
-        _np(layer(x4.reshape(-1, 6))),
+        to_numpy(layer(x4)).reshape(-1, 6),
+        to_numpy(layer(x4.reshape(-1, 6))),
         rtol=1e-6,
         atol=1e-6,
     )
@@ -158,12 +155,12 @@ def test_dropout_acts_on_hidden_units_in_training_only():
     w1, b1 = _weights(layer.intermediate_dense)
     hidden = _np_relu(x.astype("float64") @ w1 + b1)
 
-    np.testing.assert_allclose(_np(layer(x)), hidden, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(layer(x)), hidden, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
-        _np(layer(x, training=False)), hidden, rtol=1e-5, atol=1e-6
+        to_numpy(layer(x, training=False)), hidden, rtol=1e-5, atol=1e-6
     )
 
-    got = np.asarray(_np(layer(x, training=True)), dtype="float64")
+    got = np.asarray(to_numpy(layer(x, training=True)), dtype="float64")
     kept = np.isclose(got, hidden / (1 - rate), rtol=1e-4, atol=1e-6)
     dropped = got == 0.0
     assert np.all(kept | dropped)
@@ -184,7 +181,7 @@ def test_keras_mask_passes_through():
     # The functional graph propagates the mask to the output.
     assert getattr(y, "_keras_mask", None) is not None
     mask = layer.compute_mask(np.zeros((2, 4, 6)), tokens != 0)
-    np.testing.assert_array_equal(_np(mask), tokens != 0)
+    np.testing.assert_array_equal(to_numpy(mask), tokens != 0)
     assert layer.supports_masking
 
 
@@ -215,7 +212,7 @@ def test_callable_activation_round_trips():
     layer.build(x.shape)
     revived.build(x.shape)
     revived.set_weights(layer.get_weights())
-    np.testing.assert_allclose(_np(revived(x)), _np(layer(x)))
+    np.testing.assert_allclose(to_numpy(revived(x)), to_numpy(layer(x)))
 
 
 # ---------------------------------------------------------------- bad input

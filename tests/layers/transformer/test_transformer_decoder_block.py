@@ -2,6 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 from keras import ops
 
 import backend_utils
@@ -15,10 +16,6 @@ TARGET = RNG.normal(size=(2, 5, 16)).astype("float32")
 SOURCE = RNG.normal(size=(2, 7, 16)).astype("float32")
 TARGET_PADDING = np.array([[1] * 5, [1] * 3 + [0] * 2], dtype=bool)
 SOURCE_PADDING = np.array([[1] * 7, [1] * 4 + [0] * 3], dtype=bool)
-
-
-def _np(x):
-    return ops.convert_to_numpy(x)
 
 
 @pytest.mark.parametrize(
@@ -82,12 +79,14 @@ def _hub_and_ours(norm_first, cross=True):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_equals_keras_hub_decoder(norm_first):
     hub, ours = _hub_and_ours(norm_first)
-    np.testing.assert_allclose(_np(ours(TARGET, SOURCE)), _np(hub(TARGET, SOURCE)), atol=1e-5)
+    np.testing.assert_allclose(
+        to_numpy(ours(TARGET, SOURCE)), to_numpy(hub(TARGET, SOURCE)), atol=1e-5
+    )
 
 
 def test_equals_keras_hub_decoder_only():
     hub, ours = _hub_and_ours(False, cross=False)
-    np.testing.assert_allclose(_np(ours(TARGET)), _np(hub(TARGET)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(ours(TARGET)), to_numpy(hub(TARGET)), atol=1e-5)
 
 
 def test_equals_keras_hub_with_padding_on_real_tokens():
@@ -95,8 +94,8 @@ def test_equals_keras_hub_with_padding_on_real_tokens():
     padded queries, keras-hub does not)."""
     hub, ours = _hub_and_ours(False)
     kwargs = dict(decoder_padding_mask=TARGET_PADDING, encoder_padding_mask=SOURCE_PADDING)
-    expected = _np(hub(TARGET, SOURCE, **kwargs))
-    got = _np(ours(TARGET, SOURCE, **kwargs))
+    expected = to_numpy(hub(TARGET, SOURCE, **kwargs))
+    got = to_numpy(ours(TARGET, SOURCE, **kwargs))
     np.testing.assert_allclose(got[TARGET_PADDING], expected[TARGET_PADDING], atol=1e-5)
 
 
@@ -106,15 +105,15 @@ def test_encoder_padding_hides_padded_source():
     changed[1, 4:] = 50.0
     a = block(TARGET, SOURCE, encoder_padding_mask=SOURCE_PADDING)
     b = block(TARGET, changed, encoder_padding_mask=SOURCE_PADDING)
-    np.testing.assert_allclose(_np(a), _np(b), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(a), to_numpy(b), atol=1e-5)
 
 
 def test_future_targets_do_not_leak():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32)
     changed = TARGET.copy()
     changed[:, 2:] = RNG.normal(size=changed[:, 2:].shape)
-    a = _np(block(TARGET, SOURCE))
-    b = _np(block(changed, SOURCE))
+    a = to_numpy(block(TARGET, SOURCE))
+    b = to_numpy(block(changed, SOURCE))
     np.testing.assert_allclose(a[:, :2], b[:, :2], atol=1e-5)
 
 
@@ -154,16 +153,16 @@ def test_cached_decoding_equals_full_pass(scheme, kv_heads):
     )
     full = block(TARGET, SOURCE)
     stepped = _decode_step_by_step(block, TARGET, SOURCE, compiled=True)
-    np.testing.assert_allclose(_np(stepped), _np(full), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(stepped), to_numpy(full), atol=1e-5)
 
 
 def test_cached_decoder_only_eager():
     block = TransformerDecoderBlock(num_heads=2, intermediate_dim=32, norm_first=True)
-    full = _np(block(TARGET))
+    full = to_numpy(block(TARGET))
     cache = block.get_initial_cache(2, 5)
     for i in range(5):
         out, cache = block(TARGET[:, i : i + 1], self_attention_cache=cache, cache_index=i)
-        np.testing.assert_allclose(_np(out)[:, 0], full[:, i], atol=1e-5)
+        np.testing.assert_allclose(to_numpy(out)[:, 0], full[:, i], atol=1e-5)
 
 
 def test_cached_scores_cover_the_cache():
@@ -177,7 +176,7 @@ def test_cached_scores_cover_the_cache():
     )
     assert tuple(scores["self_attention"].shape) == (2, 2, 1, 9)
     assert tuple(scores["cross_attention"].shape) == (2, 2, 1, 7)
-    np.testing.assert_allclose(_np(scores["self_attention"])[..., 1:], 0.0)
+    np.testing.assert_allclose(to_numpy(scores["self_attention"])[..., 1:], 0.0)
 
 
 def test_symbolic_cached_call_structure():

@@ -2,6 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+from backend_utils import to_numpy
 
 from block_test_utils import copy_weights_from_keras_hub
 from block_test_utils import randomize
@@ -11,10 +12,6 @@ from keras_attention.layers import TransformerEncoderBlock
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(2, 6, 16)).astype("float32")
 PADDING = np.array([[1] * 6, [1] * 4 + [0] * 2], dtype=bool)
-
-
-def _np(x):
-    return keras.ops.convert_to_numpy(x)
 
 
 @pytest.mark.parametrize(
@@ -71,7 +68,7 @@ def _hub_and_ours(norm_first):
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_equals_keras_hub_encoder(norm_first):
     hub, ours = _hub_and_ours(norm_first)
-    np.testing.assert_allclose(_np(ours(X)), _np(hub(X)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(ours(X)), to_numpy(hub(X)), atol=1e-5)
 
 
 def test_equals_keras_hub_encoder_with_padding_on_real_tokens():
@@ -85,9 +82,9 @@ def test_equals_keras_hub_encoder_with_padding_on_real_tokens():
     expected = hub(X, padding_mask=PADDING)
     got = ours(X, padding_mask=PADDING)
     np.testing.assert_allclose(
-        _np(got)[PADDING], _np(expected)[PADDING], atol=1e-5
+        to_numpy(got)[PADDING], to_numpy(expected)[PADDING], atol=1e-5
     )
-    assert not np.allclose(_np(got)[~PADDING], _np(expected)[~PADDING])
+    assert not np.allclose(to_numpy(got)[~PADDING], to_numpy(expected)[~PADDING])
 
 
 def test_implicit_mask_equals_explicit_padding_mask_and_propagates():
@@ -100,11 +97,11 @@ def test_implicit_mask_equals_explicit_padding_mask_and_propagates():
     embedding = model.layers[1]
     implicit = model(ids)
     explicit = block(embedding(ids), padding_mask=ids != 0)
-    np.testing.assert_allclose(_np(implicit), _np(explicit), atol=1e-6)
+    np.testing.assert_allclose(to_numpy(implicit), to_numpy(explicit), atol=1e-6)
     # The mask reaches the next layer: a masked average ignores the padding.
     pooled = keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(outputs))(ids)
     np.testing.assert_allclose(
-        _np(pooled)[1], _np(implicit)[1, :4].mean(axis=0), atol=1e-5
+        to_numpy(pooled)[1], to_numpy(implicit)[1, :4].mean(axis=0), atol=1e-5
     )
 
 
@@ -114,7 +111,7 @@ def test_padded_keys_do_not_change_real_outputs():
     changed[1, 4:] = 100.0
     a = block(X, padding_mask=PADDING)
     b = block(changed, padding_mask=PADDING)
-    np.testing.assert_allclose(_np(a)[1, :4], _np(b)[1, :4], atol=1e-5)
+    np.testing.assert_allclose(to_numpy(a)[1, :4], to_numpy(b)[1, :4], atol=1e-5)
 
 
 @pytest.mark.parametrize("scheme", [None, "rotary", "relative", "alibi"])
@@ -124,21 +121,21 @@ def test_causal_mask_hides_the_future(scheme):
     changed[:, 3:] = RNG.normal(size=changed[:, 3:].shape)
     a = block(X, use_causal_mask=True)
     b = block(changed, use_causal_mask=True)
-    np.testing.assert_allclose(_np(a)[:, :3], _np(b)[:, :3], atol=1e-5)
-    assert not np.allclose(_np(a)[:, 3:], _np(b)[:, 3:])
+    np.testing.assert_allclose(to_numpy(a)[:, :3], to_numpy(b)[:, :3], atol=1e-5)
+    assert not np.allclose(to_numpy(a)[:, 3:], to_numpy(b)[:, 3:])
 
 
 def test_dropout_only_in_training():
     block = TransformerEncoderBlock(num_heads=2, intermediate_dim=32, dropout=0.5)
-    np.testing.assert_allclose(_np(block(X, training=False)), _np(block(X)), atol=0)
-    assert not np.allclose(_np(block(X, training=True)), _np(block(X, training=False)))
+    np.testing.assert_allclose(to_numpy(block(X, training=False)), to_numpy(block(X)), atol=0)
+    assert not np.allclose(to_numpy(block(X, training=True)), to_numpy(block(X, training=False)))
 
 
 def test_position_schemes_change_the_output():
     outputs = {}
     for scheme in (None, "rotary", "relative", "alibi"):
         keras.utils.set_random_seed(7)
-        outputs[scheme] = _np(
+        outputs[scheme] = to_numpy(
             TransformerEncoderBlock(num_heads=2, intermediate_dim=32, position_scheme=scheme)(X)
         )
     for scheme in ("rotary", "alibi"):
