@@ -10,15 +10,14 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-if os.environ["KERAS_BACKEND"] == "jax":
-    # Test-sized programs: XLA:CPU's LLVM optimisation costs more than the
-    # runs (test_big_bird_attention.py on 2 workers: 52 s -> 35 s). The
-    # whole JAX layer run passes with it as without.
-    os.environ.setdefault(
-        "XLA_FLAGS",
-        "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true",
-    )
 sys.path.insert(0, os.path.dirname(__file__))
+
+from backend_utils import FAST_COMPILE_XLA_FLAGS  # noqa: E402
+
+if os.environ["KERAS_BACKEND"] == "jax":
+    # XLA reads the flags at its first compile, after this import.
+    # The whole JAX layer run passes with them as without.
+    os.environ.setdefault("XLA_FLAGS", FAST_COMPILE_XLA_FLAGS)
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
