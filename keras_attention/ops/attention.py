@@ -99,6 +99,7 @@ def attention_logits(query, key, scale):
     tuple(logits.shape)  # (2, 4, 5, 7)
     ```
     """
+    query = ops.convert_to_tensor(query)  # array-likes: NumPy * torch fails
     num_heads = query.shape[2]
     kv_heads = key.shape[2]
     query = query * ops.cast(scale, query.dtype)

@@ -173,6 +173,7 @@ class MultiHeadAttention(keras.layers.Layer):
     Example:
 
     ```python
+    import keras
     import numpy as np
     from keras_attention.layers import MultiHeadAttention
     mha = MultiHeadAttention(num_heads=4, key_dim=8, num_key_value_heads=2)
@@ -183,7 +184,8 @@ class MultiHeadAttention(keras.layers.Layer):
     for i in range(5):
         step, cache = mha(x[:, i:i + 1], x[:, i:i + 1], use_causal_mask=True,
                           cache=cache, cache_index=i)
-    np.testing.assert_allclose(step[:, 0], y[:, 4], atol=1e-5)
+    last, full = keras.ops.convert_to_numpy(step), keras.ops.convert_to_numpy(y)
+    np.testing.assert_allclose(last[:, 0], full[:, 4], atol=1e-5)
     ```
 
     References:
@@ -506,6 +508,7 @@ class MultiHeadAttention(keras.layers.Layer):
         Example:
 
         ```python
+        import keras
         import numpy as np
         from keras_attention.layers import MultiHeadAttention
         mha = MultiHeadAttention(num_heads=2, key_dim=4)
@@ -514,7 +517,8 @@ class MultiHeadAttention(keras.layers.Layer):
         full = mha(q, enc)
         cache = mha.compute_cross_attention_cache(enc)
         out, _ = mha(q, enc, cache=cache)
-        np.testing.assert_allclose(out, full, atol=1e-5)
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(out),
+                                   keras.ops.convert_to_numpy(full), atol=1e-5)
         ```
         """
         if not self.built:
