@@ -20,8 +20,8 @@ import pytest
 BACKEND = keras.backend.backend()
 
 # Test-sized programs on XLA:CPU (JAX): LLVM's optimisation passes cost more
-# than the programs run (tests/models/test_other_backends.py's JAX script,
-# alone on this 2-core machine: 47.5 s -> 30.1 s).
+# than the programs run (the model-builder checks on JAX, then a subprocess
+# of the default suite, alone on this 2-core machine: 47.5 s -> 30.1 s).
 FAST_COMPILE_XLA_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )

@@ -1,8 +1,9 @@
 """Shared pytest setup: quiet TensorFlow, seeded runs, the harness on sys.path.
 
 The backend is TensorFlow unless `KERAS_BACKEND` says otherwise (CI also
-runs `tests/layers`, `tests/ops`, `tests/training` and
-`tests/test_docstring_examples.py` with `KERAS_BACKEND=jax` and
+runs `tests/layers`, `tests/ops`, `tests/training`,
+`tests/test_docstring_examples.py` and the `test_other_backends.py` files of
+`tests/models` and `tests/generation` with `KERAS_BACKEND=jax` and
 `KERAS_BACKEND=torch`). Tests marked
 `@pytest.mark.tf_only(reason=...)` are skipped on other backends.
 """
