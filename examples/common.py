@@ -20,6 +20,7 @@ from keras_attention.distribute import build_and_compile
 from keras_attention.distribute import check_fit_strategy
 from keras_attention.distribute import get_strategy
 from keras_attention.export import export_for_serving
+from keras_attention.generation.generator import check_decoding_arguments
 from keras_attention.layers.transformer.block_components import ATTENTION_KERNELS
 from keras_attention.models import model_parts
 from keras_attention.utils.command_line import kernel_option
@@ -63,6 +64,20 @@ def add_attention_kernel_arguments(group, kernels=tuple(ATTENTION_KERNELS), pref
                             "(performer), projection_dim=32 (linformer), "
                             "block_size=16 (big_bird); the sequence_length of "
                             "linformer and big_bird is the padded length")
+
+
+def check_decoding_flags(parser, flags, vocabulary_size=None, **options):
+    """A parser error now for decoding options the export's pipeline would
+    reject only after training (`check_decoding_arguments`). `flags` names
+    them for the message, e.g. "--temperature / --top-k / --top-p". With
+    `vocabulary_size=None` (not known yet), `top_k` is checked only for its
+    type and sign; call again once the tokenizer is fitted."""
+    if vocabulary_size is None:
+        vocabulary_size = max(options.get("top_k") or 1, 1)
+    try:
+        check_decoding_arguments(vocabulary_size, **options)
+    except (TypeError, ValueError) as error:
+        parser.error(f"{flags}: {error}")
 
 
 def attention_kernel_arguments(parser, args, sequence_length, causal_decoding=False,

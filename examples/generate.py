@@ -107,7 +107,17 @@ def parse_args(argv=None):
             setattr(args, key, value)
     args.kernel_arguments = common.attention_kernel_arguments(
         parser, args, args.sequence_length, causal_decoding=True)
+    check_decoding_flags(parser, args, args.vocabulary_size)
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        parser.error(f"--max-new-tokens: expected a positive int, received {args.max_new_tokens}")
     return parser, args
+
+
+def check_decoding_flags(parser, args, vocabulary_size=None):
+    """`--temperature / --top-k / --top-p` as the pipeline will check them."""
+    common.check_decoding_flags(
+        parser, "--temperature / --top-k / --top-p", vocabulary_size,
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
 
 
 def _split_lines(document, fraction=0.9):
@@ -193,6 +203,7 @@ def main(argv=None):
         sequence_length=args.sequence_length, lowercase=args.tokenizer == "wordpiece"))
     print(f"tokenizer: {type(tokenizer).__name__}, {tokenizer.vocabulary_size} tokens, "
           f"windows of {tokenizer.sequence_length}")
+    check_decoding_flags(parser, args, tokenizer.vocabulary_size)  # --top-k vs the vocabulary
     train_ds, valid_ds = common.load_data(parser, lambda: (
         ka_data.make_language_model_dataset(
             train, tokenizer, args.batch_size, shuffle=True, seed=args.seed,

@@ -121,6 +121,8 @@ def parse_args(argv=None):
     args.kernel_arguments = common.attention_kernel_arguments(parser, args, None)
     args.decoder_kernel_arguments = common.attention_kernel_arguments(
         parser, args, None, causal_decoding=True, prefix="decoder-")
+    common.check_decoding_flags(parser, "--beam-width / --length-penalty",
+                                beam_width=args.beam_width, length_penalty=args.length_penalty)
     return parser, args
 
 

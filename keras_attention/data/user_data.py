@@ -169,6 +169,13 @@ def load_text_classification_csv(
     for row in reader:
         if not any((v or "").strip() for k, v in row.items() if k is not None):
             continue
+        extra = row.get(None)  # DictReader's `restkey`: fields past the header
+        if extra:
+            raise ValueError(
+                f"{path}:{reader.line_num}: malformed row, {len(extra)} more "
+                f"field(s) than the header's {len(header)} columns (quote a "
+                f"field that contains the delimiter {delimiter!r})"
+            )
         text = row.get(text_column)
         label = row.get(label_column)
         for column, value in ((text_column, text), (label_column, label)):

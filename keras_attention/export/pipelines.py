@@ -42,6 +42,7 @@ from keras_attention.data import tokenizers as tokenizers_lib
 from keras_attention.export.serving import export_for_serving
 from keras_attention.generation import CausalLMGenerator
 from keras_attention.generation import Seq2SeqGenerator
+from keras_attention.generation.generator import check_decoding_arguments
 from keras_attention.models import BuilderModel
 from keras_attention.utils import validation
 
@@ -251,37 +252,16 @@ class _DecodingPipeline(ServingPipeline):
 
     def _init_decoding(
         self, strategy, beam_width, length_penalty, temperature, top_k, top_p,
-        seed, batch_chunk,
+        seed, batch_chunk, vocabulary_size,
     ):
         self.strategy = validation.check_one_of(strategy, "strategy", STRATEGIES)
-        self.beam_width = validation.check_positive_int(beam_width, "beam_width")
-        if (
-            isinstance(length_penalty, bool)
-            or not isinstance(length_penalty, (int, float))
-            or length_penalty < 0
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `length_penalty`, "
-                f"expected a float >= 0. Received: length_penalty={length_penalty!r}"
-            )
-        self.length_penalty = float(length_penalty)
-        self.temperature = validation.check_positive_float(temperature, "temperature")
-        self.top_k = validation.check_positive_int(top_k, "top_k", allow_none=True)
-        if top_p is not None and (
-            isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-            or not 0 < top_p <= 1
-        ):
-            raise ValueError(
-                "Received an invalid value for argument `top_p`, expected None "
-                f"or a float in (0, 1]. Received: top_p={top_p!r}"
-            )
-        self.top_p = top_p
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise ValueError(
-                "Received an invalid value for argument `seed`, expected None "
-                f"or an int. Received: seed={seed!r}"
-            )
-        self.seed = seed
+        (
+            self.temperature, self.top_k, self.top_p, self.seed, self.beam_width,
+            self.length_penalty,
+        ) = check_decoding_arguments(
+            vocabulary_size, temperature=temperature, top_k=top_k, top_p=top_p,
+            seed=seed, beam_width=beam_width, length_penalty=length_penalty,
+        )
         self.batch_chunk = validation.check_positive_int(batch_chunk, "batch_chunk")
 
     def _decode(self, tokens, lengths, limits, source, prompt_width):
@@ -422,10 +402,6 @@ class TranslatorPipeline(_DecodingPipeline):
             )
         _check_fits(source_tokenizer.sequence_length, "source_tokenizer.sequence_length", model)
         _check_fits(target_tokenizer.sequence_length, "target_tokenizer.sequence_length", model)
-        self._init_decoding(
-            strategy, beam_width, length_penalty, temperature, top_k, top_p,
-            seed, batch_chunk,
-        )
         arguments = model.arguments
         vocabularies = (
             ("source_tokenizer", source_tokenizer, arguments["vocabulary_size"]),
@@ -442,6 +418,10 @@ class TranslatorPipeline(_DecodingPipeline):
                     f"at most the model's {size} token ids. Received: "
                     f"vocabulary_size={tokenizer.vocabulary_size}"
                 )
+        self._init_decoding(
+            strategy, beam_width, length_penalty, temperature, top_k, top_p,
+            seed, batch_chunk, vocabulary_size=vocabularies[1][2],
+        )
         self.model = model
         self.keras_model = model
         self._tokenizers = (source_tokenizer, target_tokenizer)
@@ -591,7 +571,7 @@ class GeneratorPipeline(_DecodingPipeline):
         self.start_token_id = start_token_id
         self._init_decoding(
             strategy, beam_width, length_penalty, temperature, top_k, top_p,
-            seed, batch_chunk,
+            seed, batch_chunk, vocabulary_size=arguments["vocabulary_size"],
         )
         self.model = model
         self.keras_model = model

@@ -16,14 +16,14 @@ contents and lengths are tensors, so changing them does not retrace.
 JAX) run the same `keras.ops.while_loop` without an outer compilation.
 """
 
-import numbers
-
 import keras
 import numpy as np
 from keras import ops
 
 from keras_attention.generation import logits_processing as lp
 from keras_attention.generation.decoding_parts import DecodingParts
+from keras_attention.utils import validation
+from keras_attention.utils.validation import invalid_value, is_int
 
 # Arguments of `_decode` that select the traced program (Python values).
 _STATIC_ARGUMENTS = (
@@ -31,19 +31,49 @@ _STATIC_ARGUMENTS = (
 )
 
 
-def _invalid(name, expected, value):
-    return ValueError(
-        f"Received an invalid value for argument `{name}`, expected "
-        f"{expected}. Received: {name}={value!r}"
+def check_decoding_arguments(
+    vocabulary_size, temperature=1.0, top_k=None, top_p=None, seed=None,
+    beam_width=1, length_penalty=0.0,
+):
+    """Validate the decoding options of the generators and serving pipelines.
+
+    Args:
+        vocabulary_size: the size `V` of the model's output vocabulary.
+        temperature: finite float > 0.
+        top_k: `None` or an int in `[1, V]`.
+        top_p: `None` or a float in `(0, 1]`.
+        seed: `None` or an int.
+        beam_width: int >= 1.
+        length_penalty: finite float >= 0.
+
+    Returns:
+        The arguments in the order above (without `vocabulary_size`), the
+        numbers as Python floats and ints.
+
+    Raises:
+        ValueError: naming the first argument out of its range (NaN and
+            infinity included) or of the wrong type.
+    """
+    temperature = validation.check_positive_float(temperature, "temperature")
+    if top_k is not None and (not is_int(top_k) or not 1 <= top_k <= vocabulary_size):
+        raise invalid_value(
+            "top_k", f"None or an int in [1, vocabulary_size={vocabulary_size}]", top_k
+        )
+    if top_p is not None and (not validation.is_real(top_p) or not 0 < top_p <= 1):
+        raise invalid_value("top_p", "None or a float in (0, 1]", top_p)
+    if seed is not None and not is_int(seed):
+        raise invalid_value("seed", "None or an int", seed)
+    if not is_int(beam_width) or beam_width < 1:
+        raise invalid_value("beam_width", "an int >= 1", beam_width)
+    length_penalty = validation.check_non_negative_float(length_penalty, "length_penalty")
+    return (
+        temperature,
+        None if top_k is None else int(top_k),
+        None if top_p is None else float(top_p),
+        None if seed is None else int(seed),
+        int(beam_width),
+        length_penalty,
     )
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value):
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def check_token_ids(ids, name, vocabulary_size, sequence_length, right_padded):
@@ -112,15 +142,15 @@ class Generator:
         vocabulary = self.parts.vocabulary_size
         if end_token_id is None:
             ends = ()
-        elif _is_int(end_token_id):
+        elif is_int(end_token_id):
             ends = (int(end_token_id),)
         elif isinstance(end_token_id, (list, tuple)) and end_token_id:
             ends = tuple(end_token_id)
         else:
             ends = (None,)  # rejected below
         for token in ends:
-            if not _is_int(token) or not 1 <= token < vocabulary:
-                raise _invalid(
+            if not is_int(token) or not 1 <= token < vocabulary:
+                raise invalid_value(
                     "end_token_id",
                     f"None or ids in [1, vocabulary_size={vocabulary})",
                     end_token_id,
@@ -128,7 +158,7 @@ class Generator:
         self.end_token_id = end_token_id
         self._end_ids = ends
         if not isinstance(jit_compile, bool):
-            raise _invalid("jit_compile", "a bool", jit_compile)
+            raise invalid_value("jit_compile", "a bool", jit_compile)
         self.jit_compile = jit_compile
         self.trace_count = 0
         self._seed_generator = keras.random.SeedGenerator(0)
@@ -181,17 +211,10 @@ class Generator:
         Returns:
             `(B, L)` int32 NumPy token ids.
         """
-        if not _is_real(temperature) or temperature <= 0:
-            raise _invalid("temperature", "a positive float", temperature)
-        vocabulary = self.parts.vocabulary_size
-        if top_k is not None and (not _is_int(top_k) or not 1 <= top_k <= vocabulary):
-            raise _invalid(
-                "top_k", f"None or an int in [1, vocabulary_size={vocabulary}]", top_k
-            )
-        if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
-            raise _invalid("top_p", "None or a float in (0, 1]", top_p)
-        if seed is not None and not _is_int(seed):
-            raise _invalid("seed", "None or an int", seed)
+        temperature, top_k, top_p, seed, _, _ = check_decoding_arguments(
+            self.parts.vocabulary_size, temperature=temperature, top_k=top_k,
+            top_p=top_p, seed=seed,
+        )
         if seed is None:
             seed = int(np.random.randint(0, 2**31 - 1))
         return self._generate(
@@ -231,12 +254,12 @@ class Generator:
             scores of the best beams, or `(B, K, L)` and `(B, K)` with
             `return_all_beams=True`.
         """
-        if not _is_int(beam_width) or beam_width < 1:
-            raise _invalid("beam_width", "an int >= 1", beam_width)
-        if not _is_real(length_penalty) or length_penalty < 0:
-            raise _invalid("length_penalty", "a float >= 0", length_penalty)
+        *_, beam_width, length_penalty = check_decoding_arguments(
+            self.parts.vocabulary_size, beam_width=beam_width,
+            length_penalty=length_penalty,
+        )
         if not isinstance(return_all_beams, bool):
-            raise _invalid("return_all_beams", "a bool", return_all_beams)
+            raise invalid_value("return_all_beams", "a bool", return_all_beams)
         tokens, scores = self._generate(
             inputs, max_new_tokens, "beam", use_cache, beam_width=beam_width,
             length_penalty=length_penalty,
@@ -263,14 +286,14 @@ class Generator:
         top_k=None, top_p=None, seed=0, beam_width=1, length_penalty=0.0,
     ):
         if not isinstance(use_cache, bool):
-            raise _invalid("use_cache", "a bool", use_cache)
+            raise invalid_value("use_cache", "a bool", use_cache)
         prompt, source = self._prepare_inputs(inputs)
         batch, width = prompt.shape
         room = self.parts.sequence_length - width
         if max_new_tokens is None:
             max_new_tokens = room
-        if not _is_int(max_new_tokens) or not 1 <= max_new_tokens <= room:
-            raise _invalid(
+        if not is_int(max_new_tokens) or not 1 <= max_new_tokens <= room:
+            raise invalid_value(
                 "max_new_tokens",
                 f"an int in [1, sequence_length - prompt length = "
                 f"{self.parts.sequence_length} - {width} = {room}]",
@@ -403,8 +426,8 @@ class Generator:
         tuple(key_cache.shape)  # (2, 16, 2, 8)
         ```
         """
-        if not _is_int(prompt_width) or prompt_width < 1:
-            raise _invalid("prompt_width", "a positive int", prompt_width)
+        if not is_int(prompt_width) or prompt_width < 1:
+            raise invalid_value("prompt_width", "a positive int", prompt_width)
         return self.parts.empty_caches(rows, length, rewind=int(prompt_width) - 1)
 
     def _prefill(self, tokens, prompt_width, context):
@@ -466,11 +489,12 @@ class Generator:
 
         def body(index, tokens, caches, finished, seed):
             logits, caches = next_logits(tokens, index, caches)  # (N, V)
-            logits = self._exclude_padding(logits)
             if strategy == "greedy":
-                chosen = ops.argmax(logits, axis=-1)  # (N,)
+                chosen = ops.argmax(self._exclude_padding(logits), axis=-1)  # (N,)
             else:
-                logits = logits / temperature
+                # Padding is excluded after the division, so that no
+                # temperature can lift it back among the candidates.
+                logits = self._exclude_padding(logits / temperature)
                 if top_k is not None:
                     logits = lp.top_k_logits(logits, top_k)
                 if use_top_p:

@@ -4,8 +4,8 @@ Shape letters: B batch, T query length, S key length, H query heads,
 K key/value heads (`H % K == 0`; `K < H` is grouped-query attention, `K == 1`
 multi-query attention), D key/query head size, Dv value head size.
 
-This module imports nothing else from `keras_attention` except `masks` and
-`dot_layout`.
+This module imports nothing else from `keras_attention` except `masks`,
+`dot_layout` and the argument checks of `utils.validation`.
 """
 
 import math
@@ -18,6 +18,7 @@ from keras_attention.ops.masks import causal_mask
 from keras_attention.ops.masks import check_broadcastable
 from keras_attention.ops.masks import mask_fill_value
 from keras_attention.ops.masks import merge_masks
+from keras_attention.utils.validation import check_same_batch
 
 
 def _static_shape(x):
@@ -32,6 +33,9 @@ def _check_inputs(query, key, value):
                 "rank-4 tensor laid out (batch, length, heads, head_dim). "
                 f"Received: {name}.shape={_static_shape(x)}"
             )
+    check_same_batch(
+        query=_static_shape(query), key=_static_shape(key), value=_static_shape(value)
+    )
     _, _, num_heads, head_dim = query.shape
     _, key_len, kv_heads, key_dim = key.shape
     _, value_len, value_heads, _ = value.shape
@@ -194,6 +198,9 @@ def masked_softmax(logits, mask=None, bias=None):
     # Row 0: [0.5, 0.5, 0.0]; row 1 (no attendable key): [0.0, 0.0, 0.0]
     ```
     """
+    for name, x in (("mask", mask), ("bias", bias)):
+        if hasattr(x, "shape") and hasattr(logits, "shape"):
+            check_broadcastable([_static_shape(logits), _static_shape(x)], name)
     logits = ops.cast(logits, "float32")
     if bias is not None:
         logits = logits + ops.cast(bias, "float32")

@@ -18,6 +18,21 @@ def _rank(x):
     return len(ops.shape(x))
 
 
+def _check_size(value, name):
+    """A non-negative Python int, or a tensor (checked by the backend)."""
+    if hasattr(value, "shape") and not isinstance(value, numbers.Number):
+        return
+    if (
+        not isinstance(value, numbers.Integral)
+        or isinstance(value, bool)
+        or value < 0
+    ):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected a "
+            f"non-negative int or a scalar integer tensor. Received: {name}={value!r}"
+        )
+
+
 def causal_mask(query_length, key_length=None, offset=0):
     """Lower-triangular boolean mask, `True` where key `j <= i + offset`.
 
@@ -46,6 +61,10 @@ def causal_mask(query_length, key_length=None, offset=0):
     """
     if key_length is None:
         key_length = query_length
+    for name, value in (
+        ("query_length", query_length), ("key_length", key_length), ("offset", offset)
+    ):
+        _check_size(value, name)
     rows = ops.expand_dims(ops.arange(query_length, dtype="int32"), 1)  # (T, 1)
     cols = ops.expand_dims(ops.arange(key_length, dtype="int32"), 0)  # (1, S)
     offset = ops.cast(offset, "int32")

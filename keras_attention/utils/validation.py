@@ -5,33 +5,43 @@ with the Keras wording: the argument, what was expected, what was received.
 Nothing is clamped, rounded or coerced.
 """
 
+import math
 import numbers
 
 
-def _invalid(name, expected, value):
+def invalid_value(name, expected, value):
+    """The `ValueError` every check raises: argument, expectation, value."""
     return ValueError(
         f"Received an invalid value for argument `{name}`, expected "
         f"{expected}. Received: {name}={value!r}"
     )
 
 
-def _is_int(value):
+
+def is_int(value):
+    """A Python or NumPy integer, not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """A Python or NumPy real number, not a bool (NaN and inf included)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
 
 
 def check_positive_int(value, name, allow_none=False):
     """`value` must be an integer >= 1 (or `None` when `allow_none`)."""
     if value is None and allow_none:
         return value
-    if not _is_int(value) or value < 1:
-        raise _invalid(name, "a positive integer", value)
+    if not is_int(value) or value < 1:
+        raise invalid_value(name, "a positive integer", value)
     return int(value)
 
 
 def check_non_negative_int(value, name):
     """`value` must be an integer >= 0."""
-    if not _is_int(value) or value < 0:
-        raise _invalid(name, "a non-negative integer", value)
+    if not is_int(value) or value < 0:
+        raise invalid_value(name, "a non-negative integer", value)
     return int(value)
 
 
@@ -42,23 +52,34 @@ def check_rate(value, name="dropout"):
         or isinstance(value, bool)
         or not 0 <= value < 1
     ):
-        raise _invalid(name, "a float in [0, 1)", value)
+        raise invalid_value(name, "a float in [0, 1)", value)
     return float(value)
 
 
 def check_positive_float(value, name, allow_none=False):
-    """`value` must be a real number > 0 (or `None` when `allow_none`)."""
+    """`value` must be a finite real number > 0 (or `None` when `allow_none`)."""
     if value is None and allow_none:
         return value
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or value <= 0:
-        raise _invalid(name, "a positive float", value)
+    if not is_real(value) or not value > 0:  # `not >` also catches NaN
+        raise invalid_value(name, "a positive float", value)
+    if not math.isfinite(value):
+        raise invalid_value(name, "a finite positive float", value)
+    return float(value)
+
+
+def check_non_negative_float(value, name):
+    """`value` must be a finite real number >= 0."""
+    if not is_real(value) or not value >= 0:  # `not >=` also catches NaN
+        raise invalid_value(name, "a float >= 0", value)
+    if not math.isfinite(value):
+        raise invalid_value(name, "a finite float >= 0", value)
     return float(value)
 
 
 def check_one_of(value, name, choices):
     """`value` must be one of `choices`."""
     if value not in choices:
-        raise _invalid(name, f"one of {sorted(choices)}", value)
+        raise invalid_value(name, f"one of {sorted(choices)}", value)
     return value
 
 
@@ -92,6 +113,26 @@ def check_rank(shape, name, ranks):
             f"tensor of rank {expected}. Received: {name}.shape={tuple(shape)}"
         )
     return shape
+
+
+def check_same_batch(**shapes):
+    """Static batch sizes (axis 0) of the named shapes agree where known.
+
+    `None` shapes and unknown batch sizes are skipped.
+    """
+    known = [
+        (name, tuple(shape))
+        for name, shape in shapes.items()
+        if shape is not None and len(shape) and shape[0] is not None
+    ]
+    for name, shape in known[1:]:
+        first, first_shape = known[0]
+        if shape[0] != first_shape[0]:
+            raise ValueError(
+                f"Received incompatible arguments `{first}` and `{name}`, "
+                "expected the same batch size (axis 0). Received: "
+                f"{first}.shape={first_shape}, {name}.shape={shape}"
+            )
 
 
 def check_last_dim(shape, name, expected):

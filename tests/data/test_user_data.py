@@ -70,6 +70,8 @@ def test_csv(tmp_path):
         ("body,label\nx,1\n", r"bad.csv:1: missing column\(s\) \['text'\]"),
         ('text,label\n"two\nlines",a\n,b\n', r"bad.csv:4: malformed row, the `text`"),
         ("text,label\nonly text\n", r"bad.csv:2: malformed row, the `label`"),
+        ("text,label\ngood,pos\ndull, boring and slow,neg\n",
+         r"bad.csv:3: malformed row, 1 more field\(s\) than the header's 2 columns"),
         ("text,label\n", r"bad.csv: empty dataset, no data row"),
         ("", r"bad.csv: empty dataset, no header"),
     ],

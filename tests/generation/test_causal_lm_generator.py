@@ -269,6 +269,11 @@ def test_mixed_precision_generation_runs():
         (lambda g: g.sample(PROMPTS, top_k=0), "top_k"),
         (lambda g: g.sample(PROMPTS, top_k=VOCAB + 1), "top_k"),
         (lambda g: g.sample(PROMPTS, temperature=0.0), "temperature"),
+        (lambda g: g.sample(PROMPTS, temperature=float("nan")), "temperature"),
+        (lambda g: g.sample(PROMPTS, temperature=float("inf")), "finite positive float"),
+        (lambda g: g.sample(PROMPTS, top_p=float("nan")), "top_p"),
+        (lambda g: g.beam_search(PROMPTS, length_penalty=float("nan")), "length_penalty"),
+        (lambda g: g.beam_search(PROMPTS, length_penalty=float("inf")), "finite float >= 0"),
         (lambda g: g.sample(PROMPTS, seed=1.5), "seed"),
         (lambda g: g.greedy_search(PROMPTS, use_cache=1), "use_cache"),
     ],
@@ -276,6 +281,21 @@ def test_mixed_precision_generation_runs():
 def test_bad_calls_raise(generator, call, match):
     with pytest.raises(ValueError, match=match):
         call(generator)
+
+
+def test_padding_is_never_sampled_at_any_temperature(generator):
+    # Padding used to be excluded before the division by the temperature,
+    # so a huge temperature brought its -1e9 logit back to about -1 and
+    # padding (id 0) was sampled mid-sequence.
+    tokens = generator.sample(PROMPTS, max_new_tokens=10, temperature=1e9, seed=3)
+    lengths = (PROMPTS != 0).sum(axis=1)
+    for row, length in zip(tokens, lengths):
+        generated = row[length:length + 10]
+        ends = np.flatnonzero(generated == END)
+        before_end = generated[: ends[0]] if ends.size else generated
+        assert (before_end != 0).all(), row
+    # And the draws are spread over the vocabulary, not stuck on one id.
+    assert len(np.unique(tokens[:, LENGTH // 2:])) > 3
 
 
 def test_bad_constructor_arguments_raise(model):

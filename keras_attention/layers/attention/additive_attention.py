@@ -6,9 +6,7 @@ from keras import ops
 from keras_attention.layers.attention.single_head_attention_base import (
     SingleHeadAttentionBase,
 )
-from keras_attention.layers.attention.single_head_attention_base import (
-    clone_initializer,
-)
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 

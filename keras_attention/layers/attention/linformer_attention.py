@@ -9,6 +9,7 @@ from keras import ops
 from keras_attention.layers.attention import efficient_math
 from keras_attention.layers.attention.multi_head_attention import MultiHeadAttention
 from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 
@@ -282,9 +283,7 @@ class LinformerAttention(MultiHeadAttention):
         self.key_projection = self.add_weight(
             name="key_projection",
             shape=shape,
-            initializer=keras.initializers.get(
-                keras.initializers.serialize(self.projection_initializer)
-            ),
+            initializer=clone_initializer(self.projection_initializer),
             trainable=self.trainable_projections,
         )
         self.value_projection = None
@@ -292,9 +291,7 @@ class LinformerAttention(MultiHeadAttention):
             self.value_projection = self.add_weight(
                 name="value_projection",
                 shape=shape,
-                initializer=keras.initializers.get(
-                    keras.initializers.serialize(self.projection_initializer)
-                ),
+                initializer=clone_initializer(self.projection_initializer),
                 trainable=self.trainable_projections,
             )
 

@@ -14,6 +14,7 @@ from keras_attention.ops import blockwise_attention
 from keras_attention.ops import mask_fill_value
 from keras_attention.ops import merge_masks
 from keras_attention.ops import scaled_dot_product_attention
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_last_dim
 from keras_attention.utils.validation import check_non_negative_int
@@ -21,6 +22,7 @@ from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rank
 from keras_attention.utils.validation import check_rate
+from keras_attention.utils.validation import check_same_batch
 
 
 ATTENTION_IMPLEMENTATIONS = ("auto", "full", "blockwise", "fused")
@@ -32,6 +34,24 @@ def _is_int(value):
 
 def _shape(x):
     return tuple(x.shape)
+
+
+def _check_scalar_int_tensor(value, name, python_kind):
+    """`value` (not a Python int) must be a scalar integer tensor."""
+    expected = f"{python_kind} or a scalar integer tensor"
+    if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected "
+            f"{expected}. Received: {name}={value!r} of type "
+            f"{type(value).__name__}"
+        )
+    dtype = keras.backend.standardize_dtype(value.dtype)
+    if len(_shape(value)) != 0 or not dtype.startswith(("int", "uint")):
+        raise ValueError(
+            f"Received an invalid value for argument `{name}`, expected "
+            f"{expected}. Received: {name}.shape={_shape(value)}, "
+            f"{name}.dtype={dtype}"
+        )
 
 
 def _known_mismatch(got, expected):
@@ -327,12 +347,8 @@ class MultiHeadAttention(keras.layers.Layer):
         # Fresh initializer instances per projection (a seeded initializer
         # instance shared by several kernels would repeat its values).
         return dict(
-            kernel_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.kernel_initializer)
-            ),
-            bias_initializer=keras.initializers.get(
-                keras.initializers.serialize(self.bias_initializer)
-            ),
+            kernel_initializer=clone_initializer(self.kernel_initializer),
+            bias_initializer=clone_initializer(self.bias_initializer),
             kernel_regularizer=self.kernel_regularizer,
             bias_regularizer=self.bias_regularizer,
             dtype=self.dtype_policy,
@@ -476,10 +492,11 @@ class MultiHeadAttention(keras.layers.Layer):
     def _check_cache_size(batch_size, max_length, rewind=0):
         """`get_initial_cache`'s sizes: positive ints (tensors pass), and a
         non-negative int `rewind`."""
-        if _is_int(batch_size):
-            check_positive_int(batch_size, "batch_size")
-        if _is_int(max_length):
-            check_positive_int(max_length, "max_length")
+        for name, size in (("batch_size", batch_size), ("max_length", max_length)):
+            if _is_int(size):
+                check_positive_int(size, name)
+            else:
+                _check_scalar_int_tensor(size, name, "a positive int")
         check_non_negative_int(rewind, "rewind")
 
     def _may_have_wrapped(self, cache_length, cache_index, query_length):
@@ -597,13 +614,7 @@ class MultiHeadAttention(keras.layers.Layer):
                     f"{s_max} - {t}. Received: cache_index={cache_index}"
                 )
         elif cache_index is not None:
-            index_shape = _shape(cache_index)
-            if len(index_shape) != 0:
-                raise ValueError(
-                    "Received an invalid value for argument `cache_index`, "
-                    "expected an int or a scalar integer tensor. Received: "
-                    f"cache_index.shape={index_shape}"
-                )
+            _check_scalar_int_tensor(cache_index, "cache_index", "an int")
         return k_shape[1]
 
     def _check_attention_bias(self, bias, query, key_length):
@@ -642,6 +653,11 @@ class MultiHeadAttention(keras.layers.Layer):
                 check_last_dim(_shape(value), "value", self._input_dims["value"])
                 if key is not None:
                     check_last_dim(_shape(key), "key", self._input_dims["key"])
+        check_same_batch(
+            query=_shape(query),
+            value=_shape(value),
+            key=None if key is None else _shape(key),
+        )
         if key is not None and _known_mismatch(_shape(key)[1], _shape(value)[1]):
             raise ValueError(
                 "Received incompatible arguments `key` and `value`, expected "

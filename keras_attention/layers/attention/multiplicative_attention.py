@@ -6,14 +6,24 @@ from keras import ops
 from keras_attention.layers.attention.single_head_attention_base import (
     SingleHeadAttentionBase,
 )
-from keras_attention.layers.attention.single_head_attention_base import (
-    clone_initializer,
-)
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_bool
+from keras_attention.utils.validation import check_last_dim
 from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 
 SCORES = ("dot", "general", "concat", "location")
+
+
+def _check_dot_sizes(query_shape, key_shape):
+    """`score='dot'` needs queries and keys of one feature size."""
+    query_dim, key_dim = query_shape[-1], key_shape[-1]
+    if None not in (query_dim, key_dim) and query_dim != key_dim:
+        raise ValueError(
+            "Received incompatible arguments `query` and `key`, expected the "
+            "same feature size (last axis) for `score='dot'`. Received: "
+            f"query.shape={tuple(query_shape)}, key.shape={tuple(key_shape)}"
+        )
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -134,6 +144,7 @@ class MultiplicativeAttention(SingleHeadAttentionBase):
         key_shape = self._check_input_shapes(query_shape, value_shape, key_shape)
         self._check_key_length(key_shape)
         query_dim, key_dim = query_shape[-1], key_shape[-1]
+        self._feature_sizes = (query_dim, key_dim)  # checked at each call
         if self.score != "dot" and None in (query_dim, key_dim):
             raise ValueError(
                 "Received invalid arguments `query` and `key`, expected known "
@@ -142,14 +153,7 @@ class MultiplicativeAttention(SingleHeadAttentionBase):
                 f"key.shape={tuple(key_shape)}"
             )
         if self.score == "dot":
-            if None not in (query_dim, key_dim) and query_dim != key_dim:
-                raise ValueError(
-                    "Received incompatible arguments `query` and `key`, "
-                    "expected the same feature size (last axis) for "
-                    "`score='dot'`. Received: "
-                    f"query.shape={tuple(query_shape)}, "
-                    f"key.shape={tuple(key_shape)}"
-                )
+            _check_dot_sizes(query_shape, key_shape)
         elif self.score == "general":
             self.kernel = self.add_weight(
                 name="kernel",
@@ -181,6 +185,13 @@ class MultiplicativeAttention(SingleHeadAttentionBase):
         self.built = True
 
     def _logits(self, query, key):
+        # The inputs must fit the weights built for them.
+        if self.score == "dot":
+            _check_dot_sizes(query.shape, key.shape)
+        else:
+            query_dim, key_dim = self._feature_sizes
+            check_last_dim(tuple(query.shape), "query", query_dim)
+            check_last_dim(tuple(key.shape), "key", key_dim)
         logits = self._score_logits(query, key)  # (B, T, S)
         if self.use_scale:
             logits = logits * ops.cast(self.learned_scale, logits.dtype)

@@ -25,11 +25,7 @@ from keras_attention.layers.attention.attention_mask import compute_attention_ma
 from keras_attention.ops import masked_softmax
 from keras_attention.utils.validation import check_rank
 from keras_attention.utils.validation import check_rate
-
-
-def clone_initializer(initializer):
-    """A fresh copy, so that weights do not share a seeded initializer."""
-    return keras.initializers.get(keras.initializers.serialize(initializer))
+from keras_attention.utils.validation import check_same_batch
 
 
 class AttentionWeightsBase(keras.layers.Layer):
@@ -113,6 +109,9 @@ class SingleHeadAttentionBase(AttentionWeightsBase):
         training=None,
     ):
         key = value if key is None else key
+        check_same_batch(
+            query=tuple(query.shape), value=tuple(value.shape), key=tuple(key.shape)
+        )
         mask = compute_attention_mask(
             query,
             value,

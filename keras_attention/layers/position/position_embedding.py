@@ -7,6 +7,7 @@ from keras_attention.layers.position.position_math import check_start_index
 from keras_attention.layers.position.position_math import check_static_last_dim
 from keras_attention.layers.position.position_math import static_start_index
 from keras_attention.utils.validation import check_positive_int
+from keras_attention.utils.validation import check_last_dim
 from keras_attention.utils.validation import check_rank
 
 
@@ -102,6 +103,8 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, start_index=0):
         check_start_index(start_index)
+        check_rank(tuple(inputs.shape), "inputs", 3)
+        check_last_dim(tuple(inputs.shape), "inputs", self.embeddings.shape[-1])
         check_fits_table(inputs.shape[1], start_index, self.sequence_length)
         shape = ops.shape(inputs)
         table = ops.convert_to_tensor(self.embeddings)  # (sequence_length, D)

@@ -11,22 +11,13 @@ from keras_attention.layers.position.position_math import check_start_index
 from keras_attention.layers.position.sinusoidal_position_encoding import (
     SinusoidalPositionEncoding,
 )
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_one_of
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rank
 
 POSITION_ENCODINGS = ("learned", "sinusoidal")
-
-
-def _fresh(initializer):
-    """A new instance of `initializer`.
-
-    An unseeded Keras initializer instance draws the same values on every
-    call, so sharing one between the token and position tables would make
-    their leading rows identical; each table gets its own copy.
-    """
-    return keras.initializers.get(keras.initializers.serialize(initializer))
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -124,7 +115,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
             self.vocabulary_size,
             self.embedding_dim,
             tie_weights=True,
-            embeddings_initializer=_fresh(self.embeddings_initializer),
+            embeddings_initializer=clone_initializer(self.embeddings_initializer),
             mask_zero=self.mask_zero,
             dtype=self.dtype_policy,
             name="token_embedding",
@@ -132,7 +123,7 @@ class TokenAndPositionEmbedding(keras.layers.Layer):
         if self.position_encoding == "learned":
             self.position_embedding = PositionEmbedding(
                 self.sequence_length,
-                initializer=_fresh(self.embeddings_initializer),
+                initializer=clone_initializer(self.embeddings_initializer),
                 dtype=self.dtype_policy,
                 name="position_embedding",
             )

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 from keras_attention.layers.attention.token_projection import TokenDense
+from keras_attention.utils.initializers import clone_initializer
 from keras_attention.utils.validation import check_bool
 from keras_attention.utils.validation import check_positive_int
 from keras_attention.utils.validation import check_rate
@@ -38,19 +39,6 @@ def _resolve_activation(activation):
             f"{sorted(GATED_ACTIVATIONS)}. Received: activation={activation!r}"
         )
     return fn, False
-
-
-def _clone_initializer(initializer, offset):
-    """A fresh copy per sub-layer, so that projections do not coincide.
-
-    An unseeded initializer draws a new seed on each copy; a seeded one gets
-    its seed shifted by `offset`, so runs stay reproducible while the
-    same-shaped `W` and `V` projections of a gated network still differ.
-    """
-    config = initializer.get_config()
-    if isinstance(config.get("seed"), int):
-        config["seed"] = config["seed"] + offset
-    return initializer.__class__.from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="keras_attention")
@@ -169,8 +157,8 @@ class FeedForward(keras.layers.Layer):
         return TokenDense(
             units,
             use_bias=self.use_bias,
-            kernel_initializer=_clone_initializer(self.kernel_initializer, offset),
-            bias_initializer=_clone_initializer(self.bias_initializer, offset),
+            kernel_initializer=clone_initializer(self.kernel_initializer, offset),
+            bias_initializer=clone_initializer(self.bias_initializer, offset),
             dtype=self.dtype_policy,
             name=name,
         )

@@ -11,9 +11,6 @@ from keras import ops
 from keras_attention.layers.attention.single_head_attention_base import (
     SingleHeadAttentionBase,
 )
-from keras_attention.layers.attention.single_head_attention_base import (
-    clone_initializer,
-)
 
 
 class DotAttention(SingleHeadAttentionBase):
@@ -86,14 +83,6 @@ def test_config_holds_dropout_and_seed():
     config = layer.get_config()
     assert config["dropout"] == 0.25 and type(config["seed"]) is int
     assert DotAttention.from_config(config).get_config() == config
-
-
-def test_clone_initializer_is_a_fresh_equal_copy():
-    initializer = keras.initializers.HeNormal(seed=5)
-    clone = clone_initializer(initializer)
-    assert clone is not initializer
-    assert type(clone) is type(initializer)
-    assert clone.get_config() == initializer.get_config()
 
 
 def test_subclass_without_a_score_raises():
