@@ -165,24 +165,10 @@ class DNC(MemoryRNN):
         super().build(sequences_shape, initial_state_shape)
 
     def call(self, sequences, initial_state=None, mask=None, training=False):
-        batch = sequences.shape[0]
-        expected = self._expected_batch_size
-        if self.stateful and None not in (batch, expected) and batch != expected:
-            raise ValueError(
-                "A stateful DNC needs the batch size it was built with. "
-                f"Expected: {expected}. Received: "
-                f"sequences.shape={tuple(sequences.shape)}"
-            )
-        if initial_state is None:
-            if self.stateful:
-                initial_state = self.states
-            else:
-                initial_state = self.get_initial_state(keras.ops.shape(sequences)[0])
         # Every state is carried in float32 (the cell keeps each state's
         # dtype), so memory, usage and links never round to float16.
-        initial_state = [
-            keras.ops.cast(s, "float32") for s in keras.tree.flatten(initial_state)
-        ]
+        dtypes = ["float32"] * len(self.cell.state_size)
+        initial_state = self._initial_state(sequences, initial_state, dtypes)
         last_output, outputs, states = self.inner_loop(
             sequences=sequences,
             initial_state=initial_state,

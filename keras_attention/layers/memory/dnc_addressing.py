@@ -141,10 +141,14 @@ def allocation_weighting(usage):
     usage = _f32(usage)
     n = usage.shape[-1]
     order = ops.argsort(usage, axis=-1)  # (B, N) phi_t, ascending usage
-    sorted_usage = ops.take_along_axis(usage, order, axis=-1)  # (B, N)
+    to_slot = ops.one_hot(order, n, dtype="float32")  # (B, N, N) [j, slot]
+    # Gather and scatter through the one-hot permutation, not
+    # `take_along_axis`: on TensorFlow that broadcasts to a run-time shape,
+    # whose gradient XLA cannot compile inside the RNN loop when the batch
+    # size is not fixed (a partial last batch in a `jit_compile=True` fit).
+    sorted_usage = ops.einsum("bjn,bn->bj", to_slot, usage)  # (B, N)
     sorted_allocation = (1.0 - sorted_usage) * exclusive_cumprod(sorted_usage)
     # Scatter back to slot order: a[phi[j]] = sorted_allocation[j].
-    to_slot = ops.one_hot(order, n, dtype="float32")  # (B, N, N) [j, slot]
     return ops.einsum("bj,bjn->bn", sorted_allocation, to_slot)  # (B, N)
 
 

@@ -396,13 +396,27 @@ class DNCCell(keras.layers.Layer):
                 "`split_output` needs a cell built with "
                 "`return_weightings=True`. Received: return_weightings=False"
             )
-        lead = tuple(-1 if d is None else d for d in ops.shape(output)[:-1])
+        lead = tuple(ops.shape(output)[:-1])  # run-time sizes when traced
+        if None in lead[1:]:
+            # A symbolic (functional-API) output of unknown batch and length:
+            # `ops.reshape` takes one `-1` only, `Reshape` keeps the batch.
+            inner = tuple(-1 if d is None else d for d in lead[1:])
+
+            def unflatten(part, shape):
+                return keras.layers.Reshape(inner + shape)(part)
+
+        else:
+            lead = tuple(-1 if d is None else d for d in lead)
+
+            def unflatten(part, shape):
+                return ops.reshape(part, lead + shape)
+
         start = self._base_output_size
         parts = {"output": output[..., :start]}
         for name, shape in self._weighting_sizes.items():
             size = _numel(shape)
             part = output[..., start : start + size]
-            parts[name] = ops.reshape(part, lead + shape)  # (..., *shape)
+            parts[name] = unflatten(part, shape)  # (..., *shape)
             start += size
         return parts
 

@@ -9,6 +9,14 @@ from keras import ops
 # `keras.layers.RNN.inner_loop` calls this loop too; Keras has no public name for it.
 from keras.src.backend import rnn as backend_rnn
 
+from keras_attention.utils import validation
+
+# `keras.layers.RNN` reads these by truthiness; a layer here takes bools only.
+_RNN_FLAGS = (
+    "return_sequences", "return_state", "go_backwards", "stateful", "unroll",
+    "zero_output_for_mask",
+)
+
 # JAX only: layer -> {loop options: its `jax.jit` loop}. Kept off the layer,
 # so copies of a layer trace their own.
 _JAX_LOOPS = weakref.WeakKeyDictionary()
@@ -45,6 +53,59 @@ class MemoryRNN(keras.layers.RNN):
     """
 
     return_weightings = False
+
+    def __init__(self, cell, **kwargs):
+        for name in _RNN_FLAGS:
+            if name in kwargs:
+                validation.check_bool(kwargs[name], name)
+        super().__init__(cell, **kwargs)
+
+    def _initial_state(self, sequences, initial_state, dtypes):
+        """The states a call starts from, checked, each cast to its dtype.
+
+        `initial_state` (when given) must hold one `(batch, size)` tensor
+        per entry of the cell's `state_size`; a stateful layer must be
+        called with the batch size it was built with.
+        """
+        batch = sequences.shape[0]
+        expected = self._expected_batch_size
+        if self.stateful and None not in (batch, expected) and batch != expected:
+            raise ValueError(
+                f"A stateful {type(self).__name__} needs the batch size it was "
+                f"built with. Expected: {expected}. Received: "
+                f"sequences.shape={tuple(sequences.shape)}"
+            )
+        if initial_state is None:
+            if self.stateful:
+                initial_state = self.states
+            else:
+                initial_state = self.get_initial_state(ops.shape(sequences)[0])
+        else:
+            initial_state = keras.tree.flatten(initial_state)
+            self._check_initial_state(initial_state, batch)
+        return [ops.cast(s, dtype) for s, dtype in zip(initial_state, dtypes)]
+
+    def _check_initial_state(self, states, batch):
+        sizes = list(self.cell.state_size)
+        expected = ", ".join(f"({batch}, {size})" for size in sizes)
+        if len(states) != len(sizes):
+            raise ValueError(
+                "Received an invalid value for argument `initial_state`, "
+                f"expected {len(sizes)} tensors of shapes {expected} (the "
+                f"cell's state_size). Received: {len(states)} tensors"
+            )
+        for index, (state, size) in enumerate(zip(states, sizes)):
+            shape = tuple(state.shape)
+            if (
+                len(shape) != 2
+                or None not in (shape[1], size) and shape[1] != size
+                or None not in (shape[0], batch) and shape[0] != batch
+            ):
+                raise ValueError(
+                    "Received an invalid value for argument `initial_state`, "
+                    f"expected initial_state[{index}] of shape ({batch}, {size}). "
+                    f"Received: initial_state[{index}].shape={shape}"
+                )
 
     def inner_loop(self, sequences, initial_state, mask, training=False):
         if keras.backend.backend() == "jax":

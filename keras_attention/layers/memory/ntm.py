@@ -254,6 +254,13 @@ class NTM(MemoryRNN):
 
     # ------------------------------------------------------------------ state
     def get_initial_state(self, batch_size):
+        if not self.cell.built:
+            raise ValueError(
+                "Received an invalid call to `get_initial_state`: the NTM's "
+                "initial read vectors and weightings are weights, made when "
+                "the layer is built. Call the layer or `build(sequences_shape)` "
+                "first. Received: an unbuilt layer"
+            )
         return list(self.cell.get_initial_state(batch_size=batch_size))
 
     def reset_state(self):
@@ -268,16 +275,7 @@ class NTM(MemoryRNN):
     # ------------------------------------------------------------------- call
     def call(self, sequences, initial_state=None, mask=None, training=False):
         dtypes = self.cell.state_dtypes
-        if initial_state is None:
-            if self.stateful:
-                initial_state = self.states
-            else:
-                initial_state = self.get_initial_state(ops.shape(sequences)[0])
-        if not isinstance(initial_state, (list, tuple)):
-            initial_state = [initial_state]
-        initial_state = [
-            ops.cast(s, dtype) for s, dtype in zip(initial_state, dtypes)
-        ]
+        initial_state = self._initial_state(sequences, initial_state, dtypes)
         last_output, outputs, states = self.inner_loop(
             sequences=sequences,
             initial_state=initial_state,

@@ -132,9 +132,10 @@ class NTMCell(keras.layers.Layer):
             projection of the controller output and the read vectors to this
             size (logits); when `None` the output is their concatenation, of
             size `controller_units + R * W`.
-        return_weightings: bool. When `True` the read weightings `(R * N)`
-            and the write weightings `(K * N)` of the step are appended to
-            the output (the `NTM` layer splits them off again).
+        return_weightings: bool. When `True` the cell output is float32 and
+            the read weightings `(R * N)` and the write weightings `(K * N)`
+            of the step are appended to it (the `NTM` layer splits them off
+            again).
         epsilon: small positive float guarding the cosine similarity norms
             and the sharpening logarithm.
         seed: int or `None`, the seed of the `"random"` memory
@@ -494,10 +495,11 @@ class NTMCell(keras.layers.Layer):
         else:
             output = features
         if self.return_weightings:
+            # float32, so the weightings keep their precision (as the DNC's).
             output = ops.concatenate(
                 [
-                    output,
-                    ops.cast(ops.reshape(new_weightings, (-1, h * n)), output.dtype),
+                    ops.cast(output, "float32"),
+                    ops.cast(ops.reshape(new_weightings, (-1, h * n)), "float32"),
                 ],
                 axis=-1,
             )  # (B, output_size)
@@ -521,7 +523,8 @@ class NTMCell(keras.layers.Layer):
 
     def compute_output_spec(self, inputs, states=None, training=None):
         batch = inputs.shape[0]
-        output = keras.KerasTensor((batch, self.output_size), dtype=self.compute_dtype)
+        dtype = "float32" if self.return_weightings else self.compute_dtype
+        output = keras.KerasTensor((batch, self.output_size), dtype=dtype)
         if states is None:
             dtypes = self.state_dtypes
         else:

@@ -341,3 +341,17 @@ def test_short_copy_training_lowers_the_loss():
     # Untrained ~ln 2 = 0.69 per bit; predicting the mean bit cannot go lower.
     assert before > 0.6
     assert after < 0.5, (before, after)
+
+
+@pytest.mark.tf_only(reason="TensorFlow's XLA compilation of the gradient graph")
+def test_xla_fit_with_a_partial_last_batch():
+    # 5 examples in batches of 2: the compiled step is traced for an unknown
+    # batch size. Allocation's sort used `take_along_axis`, whose gradient
+    # (a broadcast to a run-time shape) XLA could not compile in the loop.
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((T, F))
+    outputs = DNC(**SMALL, output_dim=Y, return_sequences=True)(inputs)
+    model = keras.Model(inputs, outputs)
+    model.compile("adam", "mse", jit_compile=True)
+    history = model.fit(_x(5, T, F), _x(5, T, Y, seed=1), batch_size=2, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
