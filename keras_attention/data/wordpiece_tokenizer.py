@@ -351,4 +351,40 @@ def build_wordpiece_vocabulary(
     vocabulary = learner.learn_with_thresh(words, lower, params)
     if len(vocabulary) > vocabulary_size:
         vocabulary = learner.learn_binary_search(words, lower, upper, params)
-    return list(vocabulary[:vocabulary_size])
+    return _fit_to_size(list(vocabulary), vocabulary_size, words)
+
+
+def _fit_to_size(vocabulary, vocabulary_size, word_counts):
+    """At most `vocabulary_size` tokens, the pieces words need most first.
+
+    The learner may overshoot by a few tokens, and it lists the `##`
+    characters it did not learn as multi-character pieces last, in
+    code-point order; cutting its list by position would drop `##a`-like
+    continuations (so words become `[UNK]`) and keep `##!`-like ones, never
+    used (punctuation is split off as words of its own). Kept, in this
+    priority: the reserved tokens and the single characters; the `##`
+    characters that continue words, most frequent first; the other pieces
+    in the learner's order (by decreasing count). The learner's order is
+    kept in the result.
+    """
+    if len(vocabulary) <= vocabulary_size:
+        return vocabulary
+    continuing = collections.Counter()
+    for word, count in word_counts:
+        for char in word[1:]:
+            continuing[char] += count
+    reserved = set(tokenizers.RESERVED_TOKENS)
+    prefix = len(SUFFIX_INDICATOR)
+
+    def is_continuation(token):
+        return token.startswith(SUFFIX_INDICATOR) and len(token) == prefix + 1
+
+    first = [t for t in vocabulary if t in reserved or len(t) == 1]
+    continuations = sorted(
+        (t for t in vocabulary if is_continuation(t) and continuing[t[prefix:]]),
+        key=lambda t: -continuing[t[prefix:]],
+    )
+    chosen = set(first + continuations)
+    rest = [t for t in vocabulary if t not in chosen and not is_continuation(t)]
+    keep = set((first + continuations + rest)[:vocabulary_size])
+    return [t for t in vocabulary if t in keep]

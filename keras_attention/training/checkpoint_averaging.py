@@ -37,7 +37,8 @@ def _mean_weights(weight_lists):
     averaged = []
     for arrays in zip(*weight_lists):
         arrays = [np.asarray(a) for a in arrays]
-        if np.issubdtype(arrays[-1].dtype, np.floating):
+        # `is_float_dtype`, not `np.floating`: ml_dtypes' bfloat16 is not one.
+        if keras.backend.is_float_dtype(keras.backend.standardize_dtype(arrays[-1].dtype)):
             mean = np.mean(np.stack(arrays).astype("float64"), axis=0)
             averaged.append(mean.astype(arrays[-1].dtype))
         else:

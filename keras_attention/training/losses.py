@@ -86,7 +86,9 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
             over non-padding tokens), `"sum"` (the weighted sum) or `"none"`
             / `None` (per-token losses, zero on padding).
         name: optional name of the loss.
-        dtype: dtype of the reduced loss (default `keras.config.floatx()`).
+        dtype: dtype (or dtype policy, its compute dtype) of the returned
+            loss (default `keras.config.floatx()`); the loss itself is
+            computed in float32 whatever it is.
 
     Call arguments:
         y_true: integer labels, `(B, T)` or `(B, T, 1)`.
@@ -131,7 +133,14 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         if reduction is None:
             reduction = "none"
         check_one_of(reduction, "reduction", ("mean_with_sample_weight", "sum", "none"))
-        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        # The base class converts labels and predictions to its dtype before
+        # `call`: float32 always, as token ids above 256 (bfloat16) or 2048
+        # (float16) would round to other classes. `dtype` is the result's.
+        super().__init__(name=name, reduction=reduction, dtype="float32")
+        self._result_dtype_policy = keras.dtype_policies.get(
+            dtype or keras.config.floatx()
+        )
+        self._dtype_argument = dtype
         self.from_logits = check_bool(from_logits, "from_logits")
         self.label_smoothing = check_rate(label_smoothing, "label_smoothing")
         self.pad_id = _check_pad_id(pad_id)
@@ -145,7 +154,8 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
         # The base class merges a Keras mask of `y_pred`, applies `weights`,
         # reduces (sum of weighted losses over sum of weights) and scales for
         # tf.distribute.
-        return super().__call__(labels, y_pred, sample_weight=weights)
+        loss = super().__call__(labels, y_pred, sample_weight=weights)
+        return ops.cast(loss, self._result_dtype_policy.compute_dtype)
 
     def call(self, y_true, y_pred):
         labels = ops.cast(y_true, "int32")  # (B, T)
@@ -175,6 +185,9 @@ class MaskedSparseCategoricalCrossentropy(keras.losses.Loss):
                 "from_logits": self.from_logits,
                 "label_smoothing": self.label_smoothing,
                 "pad_id": self.pad_id,
+                "dtype": keras.dtype_policies.serialize(self._dtype_argument)
+                if isinstance(self._dtype_argument, keras.DTypePolicy)
+                else self._dtype_argument,
             }
         )
         return config

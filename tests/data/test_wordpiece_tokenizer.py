@@ -273,3 +273,19 @@ def test_call_and_builder_errors():
         build_wordpiece_vocabulary(["", "  "], vocabulary_size=50)
     with pytest.raises(ValueError, match="tf.data.Dataset of strings"):
         build_wordpiece_vocabulary(tf.data.Dataset.range(3), vocabulary_size=50)
+
+
+def test_a_tight_size_keeps_the_continuations_words_need():
+    # The learner lists the `##` characters it did not learn last, in
+    # code-point order; cutting by position kept `##!`-like pieces (never
+    # used: punctuation is split off) and dropped `##o`, `##u`, ...
+    texts = ["Hello, world. Our sorry story: you run, you try; ~!@#$%^&*()+=?/|\\ ."] * 10
+    texts += ["quick brown fox jumps over lazy dogs"] * 10
+    small = build_wordpiece_vocabulary(texts, 75, min_frequency=1)
+    assert len(small) == 75 and tuple(small[:5]) == RESERVED_TOKENS
+    assert not [t for t in small if t.startswith("##") and not t[2:].isalnum()]
+    for piece in ("##o", "##u", "##r", "##n", "##y"):
+        assert piece in small
+    tokenizer = WordPieceTokenizer(small, sequence_length=16)
+    text = tokenizer.detokenize(tokenizer(["you run, sorry"])).numpy()[0]
+    assert text == b"you run , sorry"

@@ -226,3 +226,12 @@ def test_invalid_average_on_train_end_type():
         TypeError, match=r"argument `average_on_train_end`, expected a bool"
     ):
         CheckpointAveraging(average_on_train_end="yes")
+
+
+def test_bfloat16_weights_are_averaged():
+    # ml_dtypes' bfloat16 is not an `np.floating` subtype: such weights were
+    # taken from the last checkpoint instead of averaged.
+    weights = [[np.full((4,), value, "float32").astype("bfloat16")] for value in (0.0, 2.0)]
+    averaged = average_checkpoints(weights)
+    assert str(averaged[0].dtype) == "bfloat16"
+    np.testing.assert_array_equal(averaged[0].astype("float32"), np.ones(4, "float32"))

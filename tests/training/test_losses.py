@@ -266,3 +266,29 @@ def test_invalid_reduction():
 def test_invalid_from_logits_type():
     with pytest.raises(TypeError, match=r"argument `from_logits`, expected a bool"):
         MaskedSparseCategoricalCrossentropy(from_logits=1)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "mixed_bfloat16"])
+def test_low_precision_dtype_keeps_large_token_ids(dtype):
+    # Keras' Loss converts labels to its dtype before `call`: in bfloat16
+    # token 257 became 256 (float16: 2049 became 2048), so the loss looked
+    # up the wrong class. The loss now computes in float32; `dtype` is the
+    # result's.
+    labels = np.array([[257, 2049, 3001]])
+    logits = np.zeros((1, 3, 4000), "float32")
+    logits[0, np.arange(3), labels[0]] = 20.0
+    per_token = MaskedSparseCategoricalCrossentropy(reduction="none", dtype=dtype)
+    reference = MaskedSparseCategoricalCrossentropy(reduction="none")
+    expected = to_numpy(reference(labels, logits))
+    assert expected.max() < 1e-3  # the true class holds the mass
+    np.testing.assert_allclose(to_numpy(per_token(labels, logits), "float32"), expected, atol=1e-3)
+    mean = MaskedSparseCategoricalCrossentropy(dtype=dtype)(labels, logits)
+    assert keras.backend.standardize_dtype(mean.dtype) == dtype.replace("mixed_", "")
+
+
+def test_dtype_survives_the_config_round_trip():
+    loss = MaskedSparseCategoricalCrossentropy(dtype="float16")
+    revived = MaskedSparseCategoricalCrossentropy.from_config(loss.get_config())
+    assert loss.get_config()["dtype"] == "float16"
+    result = revived(np.array([[3, 1]]), np.zeros((1, 2, 5), "float32"))
+    assert keras.backend.standardize_dtype(result.dtype) == "float16"
