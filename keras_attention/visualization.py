@@ -68,9 +68,13 @@ def _run_decoder(model, token_ids, embedding_name, num_layers, scores, encoded=N
         args, kwargs = (y,), dict(decoder_padding_mask=mask, training=False)
         if encoded is not None:
             args, kwargs["encoder_padding_mask"] = (y, encoded[0]), encoded[1]
-        if not _returns_scores(block.self_attention):
+        cross = getattr(block, "cross_attention", None)
+        if not _returns_scores(block.self_attention) and not (
+            cross is not None and _returns_scores(cross)
+        ):
             y = block(*args, **kwargs)
             continue
+        # The block returns the weights of the sub-layers that form them.
         y, weights = block(*args, return_attention_scores=True, **kwargs)
         for kind, value in weights.items():
             scores[f"{name}/{kind}"] = _to_numpy(value)  # (B, H, T, T or S)
@@ -129,7 +133,8 @@ def attention_layer_names(model):
             continue
         if _returns_scores(layer.self_attention):
             names.append(f"{layer.name}/self_attention")
-        if getattr(layer, "cross_attention", None) is not None:
+        cross = getattr(layer, "cross_attention", None)
+        if cross is not None and _returns_scores(cross):
             names.append(f"{layer.name}/cross_attention")
     return names
 

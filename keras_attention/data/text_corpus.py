@@ -316,8 +316,22 @@ def make_classification_dataset(
     """
     _check_tokenizer(tokenizer)
     batch_size = validation.check_positive_int(batch_size, "batch_size")
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(
+            "Received an invalid type for argument `texts`, expected a list "
+            f"of strings. Received: a single {type(texts).__name__} {texts[:40]!r}"
+        )
     texts = list(texts)
-    labels = np.asarray(labels, np.int32).reshape(-1)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" and not (
+        labels.dtype.kind == "f" and np.array_equal(labels, np.round(labels))
+    ):
+        raise ValueError(
+            "Received an invalid value for argument `labels`, expected integer "
+            f"class ids. Received: labels of dtype {labels.dtype} "
+            f"(first: {labels.reshape(-1)[:3].tolist()})"
+        )
+    labels = labels.astype(np.int32).reshape(-1)
     if not texts:
         raise ValueError(
             "Received an invalid value for argument `texts`, expected at "
@@ -545,6 +559,11 @@ def make_masked_lm_dataset(
         raise ValueError(
             "Received an invalid value for argument `texts`, expected at "
             "least one text. Received: texts=[]"
+        )
+    if not validation.is_int(seed) or not 0 <= seed < 2**31:
+        raise ValueError(
+            "Received an invalid value for argument `seed`, expected an int in "
+            f"[0, 2**31) (the masks are seeded with it). Received: seed={seed!r}"
         )
     dataset = tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
     if shuffle:

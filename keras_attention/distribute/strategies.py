@@ -91,6 +91,8 @@ def configure_logical_devices(num_devices, device_type="CPU", memory_limit=None)
 
 def _mirrored_devices(devices):
     if devices is not None:
+        if isinstance(devices, str):  # one device name, not its characters
+            return [devices]
         return list(devices)
     gpus = tf.config.list_logical_devices("GPU")
     if gpus:

@@ -108,7 +108,7 @@ class BitErrorsPerSequence(keras.metrics.Metric):
         self.sequences.assign_add(ops.cast(ops.shape(wrong)[0], "float32"))
 
     def result(self):
-        return ops.divide_no_nan(self.errors, self.sequences)
+        return ops.cast(ops.divide_no_nan(self.errors, self.sequences), self.dtype)
 
     def get_config(self):
         return {

@@ -29,6 +29,7 @@ any length).
 """
 
 import inspect
+import math
 import numbers
 
 import keras
@@ -179,7 +180,9 @@ def check_range(value, name, low, high, high_inclusive=False, positive=False):
         The number, or the tuple `(low, high)`.
     """
     def ok(v):
-        if not _is_real(v) or v < low or (v >= high if not high_inclusive else v > high):
+        if not _is_real(v) or not math.isfinite(v):  # NaN fails no comparison
+            return False
+        if v < low or (v >= high if not high_inclusive else v > high):
             return False
         return not positive or v > 0
 

@@ -195,3 +195,26 @@ def test_corpus_is_identical_in_a_fresh_process():
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == digest(stdlib_docstrings())
+
+
+def test_classification_dataset_rejects_non_integer_labels_and_a_bare_string():
+    # [0.9, 1.7] used to become [0, 1]; "abc" became three texts.
+    tokenizer = fit_tokenizer(["good film", "bad film"], kind="character")
+    with pytest.raises(ValueError, match=r"`labels`, expected integer class ids\. "
+                       r"Received: labels of dtype float64 \(first: \[0\.9, 1\.7\]\)"):
+        make_classification_dataset(["good film", "bad film"], [0.9, 1.7], tokenizer)
+    with pytest.raises(ValueError, match="`labels`, expected integer class ids"):
+        make_classification_dataset(["good film", "bad film"], ["pos", "neg"], tokenizer)
+    with pytest.raises(TypeError, match="`texts`, expected a list of strings"):
+        make_classification_dataset("abc", [0, 1, 0], tokenizer)
+    ids, labels = next(iter(make_classification_dataset(
+        ["good film", "bad film"], np.array([1.0, 0.0]), tokenizer)))  # whole floats pass
+    assert labels.numpy().tolist() == [1, 0]
+
+
+@pytest.mark.parametrize("seed", [None, -1, 2**32, 1.5])
+def test_masked_lm_dataset_seed_is_a_non_negative_int32(seed):
+    # 2**32 used to wrap to 0 (the same masks as seed=0); None failed in TF.
+    tokenizer = fit_tokenizer(["good film", "bad film"], kind="character")
+    with pytest.raises(ValueError, match=r"`seed`, expected an int in \[0, 2\*\*31\)"):
+        make_masked_lm_dataset(["good film", "bad film"], tokenizer, seed=seed)

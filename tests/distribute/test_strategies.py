@@ -297,3 +297,10 @@ def test_check_fit_strategy_refuses_multi_worker(monkeypatch):
         distribute.check_fit_strategy("auto")
     with pytest.raises(ValueError, match="argument `name`, expected one of"):
         distribute.check_fit_strategy("gpus")
+
+
+def test_mirrored_over_one_device_name():
+    # A string used to be split into its characters ("/", "c", ...).
+    strategy = distribute.get_strategy("mirrored", devices="/cpu:0")
+    assert strategy.num_replicas_in_sync == 1
+    assert strategy.extended.worker_devices[0].endswith("CPU:0")

@@ -87,3 +87,10 @@ def test_invalid_threshold(threshold):
 def test_invalid_from_logits():
     with pytest.raises(TypeError, match="`from_logits`, expected a bool"):
         BitErrorsPerSequence(from_logits="yes")
+
+
+def test_result_has_the_metric_dtype():
+    metric = BitErrorsPerSequence(dtype="float16")
+    metric.update_state(np.ones((2, 3, 4)), np.zeros((2, 3, 4)))
+    assert keras.backend.standardize_dtype(metric.result().dtype) == "float16"
+    assert float(metric.result()) == 12.0  # 3 * 4 wrong bits per sequence

@@ -244,3 +244,10 @@ def test_kernels_the_builders_cannot_use():
                        r"`position_scheme`: the 'performer' kernel takes none of the position "
                        r"schemes searched"):
         _TakesKernel(attention_kernel="performer", **{**SPACE, "position_scheme": "alibi"})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), (0.1, float("nan")), float("inf")])
+def test_ranges_reject_nan_and_infinity(bad):
+    # Every comparison with NaN is False, so NaN passed the bounds.
+    with pytest.raises(ValueError, match="argument `p`, expected a number in"):
+        search_space.check_range(bad, "p", 0.0, 1.0, high_inclusive=True)

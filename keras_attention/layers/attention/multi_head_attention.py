@@ -218,6 +218,10 @@ class MultiHeadAttention(keras.layers.Layer):
         Embedding".
     """
 
+    # Whether `return_attention_scores=True` gives `(B, H, T, S)` weights;
+    # kernels that form none (Performer, Linformer) set it to False.
+    returns_attention_scores = True
+
     def __init__(
         self,
         num_heads,
@@ -279,6 +283,12 @@ class MultiHeadAttention(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.rotary_embedding = self._own_rotary_embedding(rotary_embedding)
+        if self.rotary_embedding is not None and self.key_dim % 2:
+            raise ValueError(
+                "Received an invalid value for argument `key_dim`, expected an "
+                "even head size with a `rotary_embedding`, which rotates "
+                f"query and key features in pairs. Received: key_dim={self.key_dim}"
+            )
 
         self._kv_heads = self.num_key_value_heads or self.num_heads
         self._value_dim = self.value_dim or self.key_dim

@@ -86,7 +86,9 @@ class TransformerDecoderBlock(TransformerBlockBase):
         use_causal_mask: whether self-attention is causal (default `True`).
         return_attention_scores: whether to also return a dict of attention
             weights, `{"self_attention": (B, H, T, T or S_max),
-            "cross_attention": (B, H, T, S)}`.
+            "cross_attention": (B, H, T, S)}`, with an entry for each
+            sub-layer whose kernel forms token-by-token weights (not
+            `PerformerAttention` or `LinformerAttention`).
         training: whether dropout is active.
 
     Returns:
@@ -257,6 +259,7 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 "expected the encoder output for a block built with "
                 "cross-attention. Received: encoder_sequence=None"
             )
+        self._check_call(encoder_sequence, self_attention_cache, cache_index)
         if decoder_padding_mask is None:
             decoder_padding_mask = (
                 decoder_sequence_mask if decoder_sequence_mask is not None else mask
@@ -282,6 +285,10 @@ class TransformerDecoderBlock(TransformerBlockBase):
             start = 0 if cache_index is None else cache_index
             bias = self.position_bias(decoder_sequence, keys, start_index=start)
 
+        self_scores_wanted = (
+            return_attention_scores and self.self_attention.returns_attention_scores
+        )
+
         def self_attend(x):
             result = self.self_attention(
                 x,
@@ -290,24 +297,27 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 value_mask=decoder_padding_mask,
                 attention_mask=decoder_attention_mask,
                 use_causal_mask=use_causal_mask,
-                return_attention_scores=return_attention_scores,
+                return_attention_scores=self_scores_wanted,
                 attention_bias=bias,
                 cache=self_attention_cache,
                 cache_index=cache_index,
                 training=training,
             )
-            return self._split(result, return_attention_scores, cached)
+            return self._split(result, self_scores_wanted, cached)
 
         x, (self_scores, new_self_cache) = self._residual(
             decoder_sequence, self_attend, self.self_attention_layer_norm,
             self.self_attention_dropout, training,
         )
-        if return_attention_scores:
+        if self_scores_wanted:
             scores["self_attention"] = self_scores
 
         new_cross_cache = None
         if self.cross_attention is not None:
             cross_cached = cross_attention_cache is not None
+            cross_scores_wanted = (
+                return_attention_scores and self.cross_attention.returns_attention_scores
+            )
 
             def cross_attend(h):
                 result = self.cross_attention(
@@ -316,17 +326,17 @@ class TransformerDecoderBlock(TransformerBlockBase):
                     query_mask=None if cached else decoder_padding_mask,
                     value_mask=encoder_padding_mask,
                     attention_mask=encoder_attention_mask,
-                    return_attention_scores=return_attention_scores,
+                    return_attention_scores=cross_scores_wanted,
                     cache=cross_attention_cache,
                     training=training,
                 )
-                return self._split(result, return_attention_scores, cross_cached)
+                return self._split(result, cross_scores_wanted, cross_cached)
 
             x, (cross_scores, new_cross_cache) = self._residual(
                 x, cross_attend, self.cross_attention_layer_norm,
                 self.cross_attention_dropout, training,
             )
-            if return_attention_scores:
+            if cross_scores_wanted:
                 scores["cross_attention"] = cross_scores
 
         x = self._feedforward_residual(x, training)
@@ -338,6 +348,23 @@ class TransformerDecoderBlock(TransformerBlockBase):
             if cross_attention_cache is not None:
                 outputs += (new_cross_cache,)
         return outputs[0] if len(outputs) == 1 else outputs
+
+    def _check_call(self, encoder_sequence, self_attention_cache, cache_index):
+        """Calls the sub-layers would misread rather than reject."""
+        if self.cross_attention is None and encoder_sequence is not None:
+            raise ValueError(
+                "Received an invalid value for argument `encoder_sequence`, "
+                "expected None for a decoder-only block (built without "
+                "cross-attention, which would ignore it). Received: "
+                f"encoder_sequence.shape={tuple(encoder_sequence.shape)}"
+            )
+        if self_attention_cache is not None and cache_index is None:
+            raise ValueError(
+                "Received an invalid value for argument `cache_index`, "
+                "expected the position of the first new token (an int or a "
+                "scalar integer tensor) with a `self_attention_cache`. "
+                "Received: cache_index=None"
+            )
 
     @staticmethod
     def _split(result, with_scores, with_cache):
@@ -369,6 +396,9 @@ class TransformerDecoderBlock(TransformerBlockBase):
         return_attention_scores=False,
         **kwargs,
     ):
+        self._check_call(
+            encoder_sequence, self_attention_cache, kwargs.get("cache_index")
+        )
         dtype = self.compute_dtype
         output = keras.KerasTensor(decoder_sequence.shape, dtype=dtype)
         outputs = (output,)
@@ -379,12 +409,13 @@ class TransformerDecoderBlock(TransformerBlockBase):
                 if self_attention_cache is not None
                 else length
             )
-            scores = {
-                "self_attention": keras.KerasTensor(
+            scores = {}
+            if self.self_attention.returns_attention_scores:
+                scores["self_attention"] = keras.KerasTensor(
                     (batch, self.num_heads, length, self_length), dtype=dtype
                 )
-            }
-            if encoder_sequence is not None:
+            cross = self.cross_attention
+            if encoder_sequence is not None and cross.returns_attention_scores:
                 scores["cross_attention"] = keras.KerasTensor(
                     (batch, self.num_heads, length, encoder_sequence.shape[1]),
                     dtype=dtype,
@@ -392,7 +423,6 @@ class TransformerDecoderBlock(TransformerBlockBase):
             outputs += (scores,)
         for cache in (self_attention_cache, cross_attention_cache):
             if cache is not None and self_attention_cache is not None:
-                outputs += (
-                    tuple(keras.KerasTensor(c.shape, dtype=dtype) for c in cache),
-                )
+                # Each entry keeps its own dtype (Performer's count is int32).
+                outputs += (tuple(keras.KerasTensor(c.shape, dtype=c.dtype) for c in cache),)
         return outputs[0] if len(outputs) == 1 else outputs
